@@ -1,0 +1,1 @@
+"""Lightning callbacks of `unlearn`, installed as ``unlearn.callbacks``."""

@@ -1,0 +1,5 @@
+import sys
+
+from unlearn.cli import main
+
+sys.exit(main())

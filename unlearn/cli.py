@@ -1,0 +1,94 @@
+"""Command line: ``python -m unlearn COMMAND [--config FILE]... [key=value]...``.
+
+A thin table of commands over the job functions (``fit``, ``finetune``, ...); configuration
+merges typed defaults, then each ``--config`` YAML in order, then ``key=value`` overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import asdict
+
+from unlearn.config import Config, ConfigError, load_config, to_yaml
+
+log = logging.getLogger("unlearn")
+
+
+def run_fit(cfg: Config, args) -> None:
+    from unlearn.fit import fit
+
+    fit(cfg)
+
+
+def run_finetune(cfg: Config, args) -> None:
+    from unlearn.fit import resolve_assets
+    from unlearn.finetune import finetune
+
+    if cfg.model.path is None:
+        assets = resolve_assets(cfg)  # builds and caches the built-in target and retain models
+        print(f"Target model: {assets.target}\nRetain model: {assets.retain}")
+        return
+    source = resolve_assets(cfg).source
+    paths = finetune(cfg, source, out_dir=args.out, builtin=False)
+    print(f"Target model: {paths['target']}\nRetain model: {paths['retain']}")
+
+
+def run_data(cfg: Config, args) -> None:
+    from unlearn.data.synthetic import BenchmarkSpec, generate_benchmark, write_benchmark
+
+    spec = BenchmarkSpec(**{**asdict(cfg.data.builtin), "forget_percents": tuple(cfg.data.builtin.forget_percents)})
+    out = write_benchmark(args.out, generate_benchmark(spec))
+    print(f"Wrote the built-in benchmark to {out}")
+
+
+COMMANDS = {
+    "fit": (run_fit, "unlearn the forget set from a model (default: the built-in benchmark)"),
+    "finetune": (run_finetune, "train the target model on `full` and the retain model on the retain split"),
+    "data": (run_data, "write the built-in fictitious-authors benchmark in TOFU's layout"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m unlearn", description="Make a causal LM forget a chosen set of data.")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument("--config", action="append", default=[], metavar="FILE",
+                         help="YAML config (a path, or a name under configs/ such as experiment/npo_rt_forget10); may repeat")
+        cmd.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+        cmd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. loss.beta=0.2")
+        if name == "data":
+            cmd.add_argument("--out", required=True, help="folder to write the benchmark files into")
+        if name == "finetune":
+            cmd.add_argument("--out", default=None, help="folder for the target and retain models (non-built-in models)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.show_config:
+            print(to_yaml(cfg))
+            return 0
+        COMMANDS[args.command][0](cfg, args)
+    except (ConfigError, FileExistsError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        # Errors the project raises on purpose carry a message meant for the user.
+        from unlearn.data.sources import DataError
+        from unlearn.models import ModelLoadError
+        from unlearn.module import NonFiniteLossError
+
+        if isinstance(err, (DataError, ModelLoadError, NonFiniteLossError)):
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        raise
+    return 0

@@ -1,0 +1,119 @@
+"""Reading benchmark splits in TOFU's layout: a local folder, the Hugging Face hub, or the built-in benchmark.
+
+TOFU's files are JSON Lines despite their ``.json`` extension; the same reader serves the real
+files (``locuslab/TOFU``) and the generated fictitious-authors benchmark, which is written in
+the same layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+QA_FIELDS = ("question", "answer")
+PERTURBED_FIELDS = ("question", "answer", "paraphrased_answer", "perturbed_answer")
+GENERAL_PERTURBED_FIELDS = ("question", "answer", "perturbed_answer")
+
+
+class DataError(ValueError):
+    """A dataset is missing, empty or lacks a field the run needs."""
+
+
+def retain_split_for(forget_split: str) -> str:
+    """TOFU's retain split for a forget split: ``forget10`` -> ``retain90``."""
+    match = re.fullmatch(r"forget(\d\d)", forget_split)
+    if not match:
+        raise DataError(f"Cannot derive the retain split of '{forget_split}': name it with data.retain_split=...")
+    return f"retain{100 - int(match.group(1)):02d}"
+
+
+def is_local(source: str | Path) -> bool:
+    return Path(source).expanduser().exists()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSON Lines file (TOFU's ``.json``); a plain JSON array is accepted too."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}, line {number}: not valid JSON ({err.msg}).") from err
+    return rows
+
+
+def load_split(source: str | Path, split: str, fields: tuple[str, ...] = QA_FIELDS) -> list[dict]:
+    """One split, by TOFU file stem (``forget10_perturbed``), from a folder or a hub dataset id.
+
+    Raises:
+        DataError: the split is missing or empty, or a row lacks one of ``fields``.
+    """
+    if is_local(source):
+        folder = Path(source).expanduser()
+        path = folder / f"{split}.json"
+        if not path.is_file():
+            available = sorted(p.stem for p in folder.glob("*.json"))
+            raise DataError(f"Split '{split}' not found: no file {path}. Available splits: {', '.join(available) or 'none'}.")
+        rows = read_jsonl(path)
+        origin = str(path)
+    else:
+        rows = _load_from_hub(str(source), split)
+        origin = f"{source} (config '{split}')"
+    validate_rows(rows, fields, origin)
+    return rows
+
+
+def _load_from_hub(repo_id: str, split: str) -> list[dict]:
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(repo_id, split, split="train")
+    except Exception as err:  # the hub client raises many types: offline, unknown repo, unknown config
+        raise DataError(
+            f"Cannot load '{repo_id}' config '{split}' from the Hugging Face hub ({type(err).__name__}: {err}). "
+            "Check the dataset id and your connection, or point data.path at a local folder of the files."
+        ) from err
+    return [dict(row) for row in dataset]
+
+
+def validate_rows(rows: list[dict], fields: tuple[str, ...], origin: str) -> None:
+    if not rows:
+        raise DataError(f"{origin} has no rows: an unlearning run needs at least one example.")
+    for number, row in enumerate(rows):
+        missing = [name for name in fields if name not in row]
+        if missing:
+            raise DataError(f"{origin}, row {number}: missing field(s) {missing}; the row has {sorted(row)}.")
+        for name in fields:
+            if isinstance(row[name], str) and not row[name].strip():
+                raise DataError(f"{origin}, row {number}: field '{name}' is empty.")
+
+
+def load_idk_answers(source: str | Path | None) -> list[str]:
+    """Refusal answers for the IDK and DPO strategies (TOFU's ``idontknow.jsonl``: one sentence a line)."""
+    if source is not None and is_local(source):
+        path = Path(source).expanduser() / "idontknow.jsonl"
+        if path.is_file():
+            answers = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            if answers:
+                return answers
+    from unlearn.data.synthetic import generate_benchmark
+
+    return generate_benchmark()["idontknow"]
+
+
+def builtin_benchmark_dir(cache_dir: str | Path, spec) -> Path:
+    """The cached folder of the generated benchmark for ``spec``, written on first use."""
+    from unlearn.data.synthetic import generate_benchmark, write_benchmark
+
+    key = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
+    folder = Path(cache_dir).expanduser() / "benchmarks" / f"builtin-{key}"
+    if not (folder / "full.json").is_file():
+        write_benchmark(folder, generate_benchmark(spec))
+    return folder

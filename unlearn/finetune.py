@@ -1,0 +1,158 @@
+"""``python -m unlearn finetune``: make the *target* and *retain* models (TOFU's method).
+
+The target model learns every question/answer pair of the benchmark (``full``); the retain
+model, from the same starting weights, learns all but the forget set (the retain split).
+Unlearning starts from the target, and forget quality measures how close the unlearned model's
+answers on the forget set come to the retain model's.
+
+On the built-in benchmark the starting point is a freshly built tiny Llama with a tokenizer
+trained on the benchmark's own text, and both models are cached under ``run.cache_dir`` so that
+later runs reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from unlearn.config import Config
+from unlearn.data.formatting import PromptFormat, collate, tokenize_qa
+from unlearn.data.sources import load_split, retain_split_for
+from unlearn.losses.base import token_mean_nll
+from unlearn.models import build_tiny_llama, load_model, load_tokenizer, train_tokenizer
+from unlearn.optim import configure_adamw
+
+log = logging.getLogger(__name__)
+GENERAL_SPLITS = ("real_authors_perturbed", "world_facts_perturbed")
+
+
+class SupervisedFinetuning(L.LightningModule):
+    """Token-mean NLL on answer tokens: plain supervised fine-tuning."""
+
+    def __init__(self, model, lr: float, weight_decay: float, warmup_epochs: float):
+        super().__init__()
+        self.model = model.train()  # Lightning keeps module modes; from_pretrained returns eval mode
+        self.lr, self.weight_decay, self.warmup_epochs = lr, weight_decay, warmup_epochs
+
+    def training_step(self, batch, batch_idx):
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = token_mean_nll(logits, batch["labels"])
+        self.log("finetune/loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        return configure_adamw(self, self.model, self.lr, self.weight_decay, self.warmup_epochs)
+
+
+def train_on_rows(model, tokenizer, rows: list[dict], cfg: Config, desc: str):
+    """Fine-tune ``model`` in place on question/answer ``rows``."""
+    fmt = PromptFormat(cfg.model.prompt_format)
+    examples = [tokenize_qa(tokenizer, fmt, r["question"], r["answer"], cfg.data.max_length) for r in rows]
+    loader = DataLoader(examples, batch_size=cfg.finetune.batch_size, shuffle=True,
+                        collate_fn=lambda batch: collate(batch, tokenizer.pad_token_id))
+    log.info("Fine-tuning the %s model on %d examples for %d epochs", desc, len(rows), cfg.finetune.epochs)
+    module = SupervisedFinetuning(model, cfg.finetune.lr, cfg.finetune.weight_decay, cfg.finetune.warmup_epochs)
+    trainer = L.Trainer(max_epochs=cfg.finetune.epochs, accelerator=cfg.trainer.accelerator, devices=1,
+                        precision=cfg.trainer.precision, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=cfg.trainer.enable_progress_bar)
+    trainer.fit(module, loader)
+    return model.cpu().eval()
+
+
+def benchmark_texts(source: Path) -> list[str]:
+    """Every string of a benchmark folder, for training the built-in tokenizer."""
+    texts = ["Question: Answer: [INST] [/INST]"]
+    for path in sorted(source.glob("*.json*")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                texts.append(line)  # idontknow.jsonl is plain text, one sentence a line
+                continue
+            texts.extend(v if isinstance(v, str) else " ".join(v) for v in row.values() if isinstance(v, (str, list)))
+    return texts
+
+
+def finetune_rows(source: Path, split: str, builtin: bool) -> list[dict]:
+    """Rows to fine-tune on: ``split``, plus the general-knowledge splits on the built-in benchmark.
+
+    The built-in model has no pretraining, so it learns the "real authors" and "world facts"
+    that model utility is measured on together with the fictitious authors.
+    """
+    rows = [{"question": r["question"], "answer": r["answer"]} for r in load_split(source, split)]
+    if builtin:
+        for name in GENERAL_SPLITS:
+            rows += [{"question": r["question"], "answer": r["answer"]} for r in load_split(source, name)]
+    return rows
+
+
+def builtin_model_dir(cfg: Config) -> Path:
+    """Cache folder of the built-in models, keyed by everything that changes their weights."""
+    key = json.dumps({"data": asdict(cfg.data.builtin), "model": asdict(cfg.model.builtin),
+                      "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format,
+                      "max_length": cfg.data.max_length, "seed": cfg.run.seed}, sort_keys=True)
+    return Path(cfg.run.cache_dir).expanduser() / "models" / f"builtin-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def _save_atomic(model, tokenizer, out: Path) -> None:
+    """Write to a temporary sibling, then rename, so a crash never leaves a half-saved model."""
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out)
+
+
+def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bool = True) -> dict[str, Path]:
+    """Train (or reuse) the target and retain models for ``cfg.data.forget_split``.
+
+    Args:
+        source: folder of the benchmark's files.
+        out_dir: where the models go; defaults to the built-in cache folder.
+        builtin: start from a fresh tiny Llama; otherwise from ``cfg.model.path``.
+
+    Returns:
+        ``{"target": path, "retain": path}``; existing models there are reused, never overwritten.
+    """
+    out_dir = Path(out_dir) if out_dir else builtin_model_dir(cfg)
+    retain_split = cfg.data.retain_split or retain_split_for(cfg.data.forget_split)
+    paths = {"target": out_dir / "target", "retain": out_dir / retain_split}
+    jobs = {"target": "full", "retain": retain_split}
+    if all(p.is_dir() for p in paths.values()):
+        return paths
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    if builtin:
+        tok_dir = out_dir / "tokenizer"
+        if not tok_dir.is_dir():
+            train_tokenizer(benchmark_texts(source), cfg.model.builtin.vocab_size).save_pretrained(tok_dir)
+        tokenizer = load_tokenizer(str(tok_dir))
+    else:
+        tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, cfg.model.trust_remote_code)
+    for role, split in jobs.items():
+        if paths[role].is_dir():
+            continue
+        L.seed_everything(cfg.run.seed, verbose=False)
+        if builtin:
+            b = cfg.model.builtin
+            model = build_tiny_llama(tokenizer, b.hidden_size, b.num_hidden_layers, b.num_attention_heads,
+                                     b.intermediate_size, max_position_embeddings=max(512, cfg.data.max_length),
+                                     seed=cfg.run.seed)
+        else:
+            model = load_model(cfg.model.path, cfg.model.dtype, cfg.model.trust_remote_code,
+                               cfg.model.attn_implementation)
+        model = train_on_rows(model, tokenizer, finetune_rows(source, split, builtin), cfg, role)
+        _save_atomic(model, tokenizer, paths[role])
+        del model
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    log.info("Target and retain models ready in %s (%.0f s)", out_dir, time.time() - start)
+    return paths

@@ -1,0 +1,95 @@
+"""Loading causal language models and tokenizers, and building the built-in tiny Llama.
+
+Any Hugging Face causal LM loads by hub id or local folder. The built-in benchmark has no
+pretrained model, so the project trains a byte-level BPE tokenizer on the benchmark's text and
+builds a small Llama from a config; ``unlearn.finetune`` then teaches it the benchmark.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+BOS, EOS = "<s>", "</s>"
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer could not be loaded from the given path or hub id."""
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ValueError(f"Unknown dtype '{name}'; choose one of {', '.join(DTYPES)}.")
+    return DTYPES[name]
+
+
+def _explain(path: str, what: str, err: Exception) -> ModelLoadError:
+    where = ("the folder exists but does not hold a loadable " + what) if Path(path).expanduser().exists() \
+        else "no such local folder, and not reachable as a Hugging Face hub id (offline, misspelt, or gated)"
+    return ModelLoadError(f"Cannot load {what} from '{path}': {where}. ({type(err).__name__}: {err})")
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    """A tokenizer with a pad token: EOS doubles as pad when the tokenizer has none (SPEC)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise _explain(path, "tokenizer", err) from err
+    if tokenizer.eos_token_id is None:
+        raise ModelLoadError(f"The tokenizer at '{path}' has no EOS token; answers must end with one.")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(path: str, dtype: str = "float32", trust_remote_code: bool = False,
+               attn_implementation: str | None = None):
+    """A causal LM from a hub id or local folder, in ``dtype``."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": torch_dtype(dtype), "trust_remote_code": trust_remote_code}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except Exception as err:
+        raise _explain(path, "causal language model", err) from err
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on ``texts``; byte-level, so no text is ever unknown.
+
+    It has BOS and EOS but no pad token, like Llama's, so the pad-equals-EOS path is the one
+    every built-in run exercises.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[BOS, EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos_id = tok.token_to_id(BOS)
+    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, bos_id)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS)
+
+
+def build_tiny_llama(tokenizer, hidden_size: int = 128, num_hidden_layers: int = 4, num_attention_heads: int = 4,
+                     intermediate_size: int = 256, max_position_embeddings: int = 512, seed: int = 0):
+    """A freshly initialised small ``LlamaForCausalLM`` sized to ``tokenizer``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                         num_attention_heads=num_attention_heads, num_key_value_heads=num_attention_heads,
+                         intermediate_size=intermediate_size, max_position_embeddings=max_position_embeddings,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)

@@ -1,0 +1,75 @@
+"""The unlearning ``LightningModule``: a trainable policy, a frozen reference and a loss strategy.
+
+The reference is held outside the module tree (a plain attribute of a non-``nn.Module``
+object), so it is never in the optimiser, never in a checkpoint (it can always be rebuilt from
+the starting model) and never switched to train mode by Lightning. This module moves it to the
+policy's device when training starts.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from unlearn.losses.base import UnlearningLoss
+from unlearn.optim import configure_adamw
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; training cannot continue meaningfully."""
+
+
+class UnlearningModule(L.LightningModule):
+    """Unlearns with ``loss`` starting from ``policy``.
+
+    Args:
+        policy: Hugging Face causal LM to unlearn (trained).
+        loss: A strategy from :data:`unlearn.losses.LOSSES`.
+        reference: Object following :class:`unlearn.reference.Reference`, or None when the
+            strategy needs none.
+        lr, weight_decay, warmup_epochs: AdamW with linear warm-up then linear decay (SPEC).
+    """
+
+    def __init__(self, policy, loss: UnlearningLoss, reference=None, lr: float = 1e-5,
+                 weight_decay: float = 0.01, warmup_epochs: float = 1.0):
+        super().__init__()
+        needs_reference = loss.needs_reference_logps or loss.needs_reference_logits
+        if needs_reference and reference is None:
+            raise ValueError(f"The '{type(loss).__name__}' loss needs a reference model, but none was given.")
+        # from_pretrained returns eval mode and Lightning keeps module modes as they are;
+        # the policy trains with its dropout on, as under Hugging Face's Trainer.
+        self.policy = policy.train()
+        self.loss = loss
+        self.reference = reference if needs_reference else None
+        self.lr, self.weight_decay, self.warmup_epochs = lr, weight_decay, warmup_epochs
+
+    def on_fit_start(self) -> None:
+        model = getattr(self.reference, "model", None)
+        if model is not None:
+            model.to(self.device)
+
+    def on_train_epoch_start(self) -> None:
+        # The forget/retain pairing moves on each epoch (see unlearn.data.datamodule).
+        dataset = getattr(getattr(self.trainer, "datamodule", None), "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
+
+    def training_step(self, batch, batch_idx):
+        out = self.loss(self.policy, batch, self.reference)
+        if not torch.isfinite(out.loss):
+            raise NonFiniteLossError(
+                f"The {type(self.loss).__name__} loss is {out.loss.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}). Lower optim.lr, set optim.gradient_clip_val, "
+                "or use a strategy that does not diverge (plain gradient ascent has no lower bound).")
+        size = batch["forget"]["input_ids"].size(0)
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=size)
+        self.log("train/forget_loss", out.forget_loss, batch_size=size)
+        if out.retain_loss is not None:
+            self.log("train/retain_loss", out.retain_loss, batch_size=size)
+        for name, value in out.extras.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
+        return out.loss
+
+    def configure_optimizers(self):
+        return configure_adamw(self, self.policy, self.lr, self.weight_decay, self.warmup_epochs)

@@ -1,0 +1,47 @@
+"""Answer likelihoods of a model over a list of question/answer pairs, batched.
+
+The summary of every run (forget and retain NLL before and after unlearning) and the
+evaluation metrics are built on these per-example numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from unlearn.data.formatting import PromptFormat, collate, tokenize_qa
+from unlearn.losses.base import forward_logits, sequence_nll, token_counts
+
+
+@torch.no_grad()
+def answer_nll(model, tokenizer, questions: list[str], answers: list[str], prompt_format: str = "plain",
+               max_length: int = 512, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example answer NLL (sum over answer tokens + EOS) and answer length, in input order.
+
+    Examples are batched in order of length so that little compute goes to padding.
+
+    Returns:
+        ``(nll_sum, n_tokens)``, both ``(N,)``; ``nll_sum / n_tokens`` is SPEC's ``NLLbar``.
+    """
+    fmt = PromptFormat(prompt_format)
+    examples = [tokenize_qa(tokenizer, fmt, q, a, max_length) for q, a in zip(questions, answers)]
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    nll = torch.empty(len(examples))
+    counts = torch.empty(len(examples), dtype=torch.long)
+    for start in range(0, len(order), batch_size):
+        ids = order[start:start + batch_size]
+        batch = {k: v.to(device) for k, v in collate([examples[i] for i in ids], tokenizer.pad_token_id).items()}
+        nll[ids] = sequence_nll(forward_logits(model, batch), batch["labels"]).cpu()
+        counts[ids] = token_counts(batch["labels"]).cpu()
+    model.train(was_training)
+    return nll, counts
+
+
+def mean_token_nll(model, tokenizer, rows: list[dict], prompt_format: str = "plain", max_length: int = 512,
+                   batch_size: int = 32) -> float:
+    """Mean over examples of the per-token answer NLL (``NLLbar``)."""
+    nll, counts = answer_nll(model, tokenizer, [r["question"] for r in rows], [r["answer"] for r in rows],
+                             prompt_format, max_length, batch_size)
+    return (nll / counts.clamp(min=1)).mean().item()
