@@ -21,3 +21,25 @@ def tofu_dir() -> Path:
     if not (TOFU_DIR / "full.json").is_file():
         pytest.skip(f"real TOFU files not found at {TOFU_DIR}")
     return TOFU_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A ``run.cache_dir`` holding the built-in tiny benchmark and models (``--config model/tiny``), built once."""
+    from unlearn.config import load_config
+    from unlearn.fit import resolve_assets
+
+    cache = tmp_path_factory.mktemp("tiny_cache")
+    resolve_assets(load_config(["model/tiny"], [f"run.cache_dir={cache}"]))
+    return cache
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train many times faster on one thread when the CPU is shared; the count is restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -67,3 +67,22 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config([], ["loss.name=simnpo", "loss.beta=2.5"])
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config([str(tmp_path / "config.yaml")]) == cfg
+
+
+def test_default_hyperparameters_reach_only_strategies_that_take_them():
+    from unlearn.fit import build_loss_from_config
+
+    assert build_loss_from_config(load_config([], ["loss.name=ga"])).hparams() == {}
+    assert build_loss_from_config(load_config([], ["loss.name=npo"])).hparams() == {"beta": load_config().loss.beta}
+    assert build_loss_from_config(load_config(["loss/npo_rt"])).hparams() == {"beta": 0.1, "c_npo": 1.0, "c_rt": 1.0}
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["loss.name=ga", "loss.beta=0.3"], "beta"),
+    (["loss.name=npo_rt", "loss.c_kl=2"], "c_kl"),
+])
+def test_changed_hyperparameter_unused_by_the_strategy_is_an_error(overrides, key):
+    from unlearn.fit import build_loss_from_config
+
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        build_loss_from_config(load_config([], overrides))

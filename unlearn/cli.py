@@ -35,6 +35,12 @@ def run_finetune(cfg: Config, args) -> None:
     print(f"Target model: {paths['target']}\nRetain model: {paths['retain']}")
 
 
+def run_eval(cfg: Config, args) -> None:
+    from unlearn.evaluate import evaluate
+
+    evaluate(cfg, out=args.out)
+
+
 def run_data(cfg: Config, args) -> None:
     from unlearn.data.synthetic import BenchmarkSpec, generate_benchmark, write_benchmark
 
@@ -46,6 +52,7 @@ def run_data(cfg: Config, args) -> None:
 COMMANDS = {
     "fit": (run_fit, "unlearn the forget set from a model (default: the built-in benchmark)"),
     "finetune": (run_finetune, "train the target model on `full` and the retain model on the retain split"),
+    "eval": (run_eval, "TOFU metrics of a model (model.path=, default the built-in target) against a retain model"),
     "data": (run_data, "write the built-in fictitious-authors benchmark in TOFU's layout"),
 }
 
@@ -53,6 +60,7 @@ COMMANDS = {
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m unlearn", description="Make a causal LM forget a chosen set of data.")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("bench", help="measure step time and peak memory of GA and NPO (see `bench --help`)", add_help=False)
     for name, (_, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("--config", action="append", default=[], metavar="FILE",
@@ -61,19 +69,31 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. loss.beta=0.2")
         if name == "data":
             cmd.add_argument("--out", required=True, help="folder to write the benchmark files into")
+        if name == "eval":
+            cmd.add_argument("--out", default=None, help="folder for eval.json and eval.md "
+                             "(default: <run.output_dir>/eval_<run.name or model name>)")
         if name == "finetune":
             cmd.add_argument("--out", default=None, help="folder for the target and retain models (non-built-in models)")
+        if name == "fit":
+            cmd.add_argument("--resume", action="store_true", help="continue the run named run.name from its last "
+                             "checkpoint, with the same config (the same as run.resume=true)")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # the benchmark takes its own flags, not a run config
+        from unlearn.bench import main as bench
+
+        return bench(argv[1:])
     args = parser().parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        cfg = load_config(args.config, args.overrides)
+        resume = ["run.resume=true"] if getattr(args, "resume", False) else []
+        cfg = load_config(args.config, [*args.overrides, *resume])
         if args.show_config:
             print(to_yaml(cfg))
             return 0
@@ -84,11 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         # Errors the project raises on purpose carry a message meant for the user.
         from unlearn.data.sources import DataError
+        from unlearn.guards import NonFiniteError
         from unlearn.models import ModelLoadError
-        from unlearn.module import NonFiniteLossError
 
-        if isinstance(err, (DataError, ModelLoadError, NonFiniteLossError)):
+        if isinstance(err, (DataError, ModelLoadError, NonFiniteError)):
             print(f"error: {err}", file=sys.stderr)
             return 1
+        raise
+    except SystemExit as err:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(err, SIGTERMException):  # a scheduler's pre-emption: exit non-zero so it is not taken as done
+            print("error: stopped by SIGTERM after the last finished batch, whose state is saved in "
+                  "<run>/checkpoints/last.ckpt. Continue with the same command plus --resume.", file=sys.stderr)
+            return 143
         raise
     return 0

@@ -35,6 +35,18 @@ class BuiltinModelConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters (``peft``): only they train, and the reference is the network with them off."""
+
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: Any = "all-linear"  # or a list of module names, e.g. [q_proj, v_proj]
+    merge: bool = True  # save the merged model (loads without peft); false saves the adapters only
+
+
+@dataclass
 class ModelConfig:
     # Model to unlearn (the *target*): a hub id or a local folder. None = the built-in tiny
     # model, fine-tuned on the built-in benchmark on first use and cached.
@@ -47,6 +59,7 @@ class ModelConfig:
     attn_implementation: str | None = None  # e.g. sdpa, eager, flash_attention_2
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
     builtin: BuiltinModelConfig = field(default_factory=BuiltinModelConfig)
 
 
@@ -79,24 +92,36 @@ class DataConfig:
 class LossConfig:
     """Loss strategy and its hyperparameters; None means "the strategy's own default".
 
-    Setting a hyperparameter that the chosen strategy does not use is an error, so a typo such
-    as a KL coefficient on ``npo_rt`` does not pass silently.
+    A value left at the default below goes only to strategies that take it; a value the user
+    changed for a strategy that does not use it is an error, so that a KL coefficient given to
+    ``npo_rt`` does not pass silently. ``beta`` and ``c_rt`` default to the built-in run's tuned
+    values (docs/builtin.md): on the tiny model the paper's β = 0.1 and c_rt = 1 let the summed
+    forget term overwhelm the token-mean retain term. The TOFU experiment configs set the paper's
+    values explicitly.
     """
 
     name: str = "npo_rt"
-    beta: float | None = None
+    beta: float | None = 0.5
     gamma: float | None = None
     c_forget: float | None = None
     c_npo: float | None = None
-    c_rt: float | None = None
+    c_rt: float | None = 5.0
     c_kl: float | None = None
     kl_mask: str | None = None  # answer | all
     retain: str | None = None  # none | nll | kl (strategies with an optional retain term)
 
 
 @dataclass
+class ReferenceConfig:
+    """Where the frozen reference's numbers come from (see ``unlearn.reference_setup``)."""
+
+    mode: str = "auto"  # auto | cache | model | adapter
+    batch_size: int = 32  # rows per forward pass while filling the cache
+
+
+@dataclass
 class OptimConfig:
-    lr: float = 1e-3
+    lr: float = 2e-4
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0  # linear warm-up, then linear decay to zero (SPEC)
     accumulate_grad_batches: int = 1
@@ -111,7 +136,7 @@ class FinetuneConfig:
     own fine-tuning of Llama-2-7b used lr 1e-5 for 5 epochs.
     """
 
-    epochs: int = 40
+    epochs: int = 20
     lr: float = 3e-3
     batch_size: int = 16
     weight_decay: float = 0.01
@@ -120,7 +145,7 @@ class FinetuneConfig:
 
 @dataclass
 class TrainerConfig:
-    max_epochs: int = 10
+    max_epochs: int = 20
     accelerator: str = "auto"
     devices: Any = 1
     num_nodes: int = 1
@@ -139,6 +164,27 @@ class RunConfig:
     seed: int = 1001
     # Built-in models and benchmarks are cached here and reused by later runs.
     cache_dir: str = ".cache/unlearn"
+    # Continue the run named run.name from <run>/checkpoints/last.ckpt (`fit --resume`).
+    resume: bool = False
+    # Besides every epoch end, also checkpoint every N optimiser steps (null: epoch ends only).
+    checkpoint_every_n_steps: int | None = None
+    # Keep <run>/checkpoints/last.ckpt (weights + optimiser state) after the model is saved.
+    keep_checkpoint: bool = False
+
+
+@dataclass
+class EvalConfig:
+    """TOFU evaluation during ``fit`` (every ``every_n_epochs`` epochs and before the first) and in ``eval``."""
+
+    enabled: bool = True
+    every_n_epochs: int = 1
+    max_rows: int | None = None  # first rows of forget/retain only (TOFU's legacy code: 300); None = all
+    max_new_tokens: int = 48  # greedy generation cap for ROUGE-L; TOFU's reference is 200
+    batch_size: int = 32  # sequences per forward pass (prompts per batch when generating)
+    num_logged_samples: int = 4  # generations per evaluation written to TensorBoard
+    # Stop once model utility < collapse_fraction x its value before unlearning (or is not finite).
+    collapse_fraction: float = 0.5
+    selection: str = "forget_quality"  # forget_quality | model_utility | last: the epoch saved as the model
 
 
 @dataclass
@@ -146,10 +192,12 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def configs_dir() -> Path:
@@ -209,7 +257,7 @@ def load_config(files: list[str] | tuple[str, ...] = (), overrides: list[str] | 
 
     Raises:
         ConfigError: an unknown key (naming the closest valid ones), a value of the wrong type,
-            a missing file or a malformed override.
+            a missing file, a malformed override, or a value out of range (``unlearn.validation``).
     """
     schema = OmegaConf.structured(Config)
     merged = schema
@@ -230,7 +278,9 @@ def load_config(files: list[str] | tuple[str, ...] = (), overrides: list[str] | 
         if key not in _valid_keys(schema):
             raise _unknown_key_error(key, _valid_keys(schema), "the command line")
         merged = _merge(merged, OmegaConf.from_dotlist([item]), f"override '{item}'")
-    return OmegaConf.to_object(merged)
+    from unlearn.validation import validate  # it imports this module
+
+    return validate(OmegaConf.to_object(merged))
 
 
 def _merge(base: DictConfig, other: DictConfig, origin: str) -> DictConfig:

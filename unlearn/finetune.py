@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +23,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from unlearn.checkpoints import save_pretrained_atomic
 from unlearn.config import Config
 from unlearn.data.formatting import PromptFormat, collate, tokenize_qa
 from unlearn.data.sources import load_split, retain_split_for
@@ -103,15 +103,6 @@ def builtin_model_dir(cfg: Config) -> Path:
     return Path(cfg.run.cache_dir).expanduser() / "models" / f"builtin-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def _save_atomic(model, tokenizer, out: Path) -> None:
-    """Write to a temporary sibling, then rename, so a crash never leaves a half-saved model."""
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(out)
-
-
 def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bool = True) -> dict[str, Path]:
     """Train (or reuse) the target and retain models for ``cfg.data.forget_split``.
 
@@ -151,7 +142,7 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
             model = load_model(cfg.model.path, cfg.model.dtype, cfg.model.trust_remote_code,
                                cfg.model.attn_implementation)
         model = train_on_rows(model, tokenizer, finetune_rows(source, split, builtin), cfg, role)
-        _save_atomic(model, tokenizer, paths[role])
+        save_pretrained_atomic(model, tokenizer, paths[role])
         del model
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
     log.info("Target and retain models ready in %s (%.0f s)", out_dir, time.time() - start)

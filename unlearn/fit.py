@@ -9,6 +9,7 @@ import json
 import logging
 import shutil
 import time
+from functools import partial
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,15 +17,22 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from unlearn.config import Config, ConfigError, save_config
+from unlearn.checkpoints import CHECKPOINT_DIR, AtomicCheckpointIO, LastCheckpoint, RNGState, save_pretrained_atomic
+from unlearn.config import Config, ConfigError, LossConfig
 from unlearn.data.datamodule import UnlearningDataModule
-from unlearn.data.sources import builtin_benchmark_dir, load_idk_answers, load_split, retain_split_for
+from unlearn.data.sources import (builtin_benchmark_dir, forget_retain_overlap, load_idk_answers, load_split,
+                                  retain_split_for)
+from unlearn.evaluate import check_eval_config
+from unlearn.evaluation.tracking import format_fit_summary, setup_fit_evaluation
 from unlearn.finetune import finetune
 from unlearn.losses import build_loss
 from unlearn.models import load_model, load_tokenizer
 from unlearn.module import UnlearningModule
-from unlearn.reference import ModelReference
+from unlearn.lora import apply_lora, model_for_saving
+from unlearn.reference_setup import build_reference
+from unlearn.resume import check_new_run, check_outside_inputs, check_resumable, open_run_directory
 from unlearn.scoring import mean_token_nll
+from unlearn.validation import validate
 
 log = logging.getLogger(__name__)
 SUMMARY_MAX_ROWS = 400  # NLL before/after is a quick health check, not the evaluation
@@ -61,27 +69,36 @@ def resolve_assets(cfg: Config) -> Assets:
 
 
 def build_loss_from_config(cfg: Config):
-    """The configured strategy; hyperparameters left at None take the strategy's defaults."""
-    params = {k: v for k, v in asdict(cfg.loss).items() if k != "name" and v is not None}
+    """The configured strategy (see ``LossConfig`` for which hyperparameters reach it).
+
+    None takes the strategy's own default; a value left at the typed default goes only to
+    strategies that accept it; a changed value the strategy does not accept is an error.
+    """
+    from unlearn.losses import LOSSES
+
+    defaults = asdict(LossConfig())
+    accepted = set(LOSSES[cfg.loss.name].hparam_names()) if cfg.loss.name in LOSSES else set()
+    params = {k: v for k, v in asdict(cfg.loss).items()
+              if k != "name" and v is not None and (k in accepted or v != defaults[k])}
     try:
         return build_loss(cfg.loss.name, **params)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"loss: {err}") from err
 
 
-def run_directory(cfg: Config, model_paths: tuple[str | None, ...] = ()) -> Path:
-    """The run's output folder. An existing non-empty one is an error unless ``run.overwrite=true``."""
+def run_directory(cfg: Config) -> Path:
+    """The run's output folder, checked but not created (``unlearn.resume.open_run_directory`` does that).
+
+    Raises:
+        ConfigError: ``run.resume=true`` names no run folder, or the config differs from the run's.
+        FileExistsError: a non-empty folder without ``run.overwrite=true``, or a finished run to resume.
+    """
     name = cfg.run.name or f"{cfg.loss.name}_{cfg.data.forget_split}_{datetime.now():%Y%m%d-%H%M%S}"
     run_dir = Path(cfg.run.output_dir).expanduser() / name
-    for model in model_paths:
-        if model and Path(model).exists() and Path(model).resolve().is_relative_to(run_dir.resolve()):
-            raise ConfigError(f"The run folder {run_dir} contains the input model {model}; choose another run.name.")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not cfg.run.overwrite:
-            raise FileExistsError(f"Run folder {run_dir} already exists and is not empty. Choose another "
-                                  "run.name, or pass run.overwrite=true to replace it.")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.run.resume:
+        check_resumable(cfg, run_dir)
+    else:
+        check_new_run(cfg, run_dir)
     return run_dir
 
 
@@ -99,19 +116,25 @@ class NLLProbe(L.Callback):
                 for name, rows in self.splits.items()}
 
     def on_train_start(self, trainer, pl_module):
-        self.before = self._measure(pl_module)
+        if not self.before:  # a resumed run restores the measurement from before its first update
+            self.before = self._measure(pl_module)
+
+    def state_dict(self) -> dict:
+        return {"before": self.before}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.before = state_dict["before"]
 
     def on_train_end(self, trainer, pl_module):
         self.after = self._measure(pl_module)
 
 
-def save_model(policy, tokenizer, out: Path) -> None:
-    """Hugging Face format, safetensors, written to a temporary name and renamed when complete."""
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(out)
+def save_model(policy, tokenizer, out: Path, merge_lora: bool = True) -> None:
+    """Hugging Face format, safetensors, written to a temporary name and renamed when complete.
+
+    Under LoRA the adapters are merged into the base weights unless ``merge_lora`` is false.
+    """
+    save_pretrained_atomic(model_for_saving(policy, merge_lora), tokenizer, out)
 
 
 def fit(cfg: Config) -> dict:
@@ -121,20 +144,16 @@ def fit(cfg: Config) -> dict:
         The run summary (also written to ``<run>/summary.json``).
     """
     start = time.time()
+    validate(cfg)
+    check_eval_config(cfg)
     loss = build_loss_from_config(cfg)  # fail on a bad loss config before any slow work
+    # Checked now, created only once every input has loaded: a failed start leaves no folder behind.
+    run_dir = run_directory(cfg)
     assets = resolve_assets(cfg)
-    run_dir = run_directory(cfg, (assets.target, assets.retain))
-    save_config(cfg, run_dir / "config.yaml")
+    check_outside_inputs(run_dir, (assets.target, assets.retain, assets.source, cfg.model.tokenizer))
     L.seed_everything(cfg.run.seed, verbose=False)
 
     tokenizer = load_tokenizer(cfg.model.tokenizer or assets.target, cfg.model.trust_remote_code)
-    policy = load_model(assets.target, cfg.model.dtype, cfg.model.trust_remote_code, cfg.model.attn_implementation)
-    if cfg.model.gradient_checkpointing:
-        policy.gradient_checkpointing_enable()
-    reference = None
-    if loss.needs_reference_logps or loss.needs_reference_logits:
-        reference = ModelReference(load_model(assets.target, cfg.model.dtype, cfg.model.trust_remote_code,
-                                              cfg.model.attn_implementation))
 
     retain_split = cfg.data.retain_split or retain_split_for(cfg.data.forget_split)
     forget_rows = load_split(assets.source, cfg.data.forget_split)
@@ -143,30 +162,56 @@ def fit(cfg: Config) -> dict:
         forget_rows, retain_rows, load_idk_answers(assets.source) if loss.uses_idk else [], tokenizer,
         cfg.model.prompt_format, cfg.data.max_length, cfg.data.batch_size, cfg.data.num_workers, cfg.data.seed,
         uses_retain=loss.uses_retain, uses_idk=loss.uses_idk)
+    data_report = {**datamodule.report(), "forget_in_retain": forget_retain_overlap(forget_rows, retain_rows)}
+    if data_report["forget_in_retain"]:
+        log.warning("%d of %d forget rows also appear in the retain set '%s' (same question and answer): the forget "
+                    "and retain terms pull them in opposite directions. Remove them from one of the splits.",
+                    data_report["forget_in_retain"], len(forget_rows), retain_split)
+    # The weights load after the data is checked, so a bad dataset fails in seconds, not minutes.
+    policy = load_model(assets.target, cfg.model.dtype, cfg.model.trust_remote_code, cfg.model.attn_implementation)
+    if cfg.model.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+    if cfg.model.lora.enabled:
+        lora = cfg.model.lora
+        policy = apply_lora(policy, lora.r, lora.alpha, lora.dropout, lora.target_modules)
+    checkpoint = open_run_directory(cfg, run_dir)
+    reference = build_reference(cfg, loss, assets.target, datamodule, lambda: load_model(
+        assets.target, cfg.model.dtype, cfg.model.trust_remote_code, cfg.model.attn_implementation), policy)
 
     module = UnlearningModule(policy, loss, reference, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.warmup_epochs)
     probe = NLLProbe(tokenizer, {"forget": forget_rows[:SUMMARY_MAX_ROWS], "retain": retain_rows[:SUMMARY_MAX_ROWS]},
                      cfg.model.prompt_format, cfg.data.max_length)
+    evaluation = setup_fit_evaluation(cfg, assets, tokenizer, run_dir)  # None when eval.enabled=false
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes, strategy=cfg.trainer.strategy, precision=cfg.trainer.precision,
         accumulate_grad_batches=cfg.optim.accumulate_grad_batches, gradient_clip_val=cfg.optim.gradient_clip_val,
         log_every_n_steps=cfg.trainer.log_every_n_steps, deterministic=cfg.trainer.deterministic,
-        enable_progress_bar=cfg.trainer.enable_progress_bar, enable_checkpointing=False,
+        enable_progress_bar=cfg.trainer.enable_progress_bar, enable_checkpointing=True,
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
-        callbacks=[probe], default_root_dir=str(run_dir))
-    trainer.fit(module, datamodule=datamodule)
+        callbacks=[probe, *(evaluation.callbacks if evaluation else []), RNGState(),
+                   LastCheckpoint(run_dir / CHECKPOINT_DIR, cfg.run.checkpoint_every_n_steps)],
+        plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
 
     summary = {
         "loss": cfg.loss.name, "loss_hparams": loss.hparams(), "forget_split": cfg.data.forget_split,
         "retain_split": retain_split, "target_model": assets.target, "retain_model": assets.retain,
         "nll_before": probe.before, "nll_after": probe.after, "steps": trainer.global_step,
         "epochs": trainer.current_epoch, "seconds": None, "run_dir": str(run_dir), "model_dir": str(run_dir / "model"),
+        "evaluation": evaluation.summary() if evaluation else None,
+        "resumed_from": str(checkpoint) if checkpoint else None, "data": data_report,
     }
     if trainer.is_global_zero:
-        save_model(policy, tokenizer, run_dir / "model")
+        if evaluation:  # the selected epoch's weights become the run's model
+            evaluation.write_model(policy, tokenizer, run_dir / "model", partial(save_model, merge_lora=cfg.model.lora.merge))
+            (run_dir / "summary.md").write_text(format_fit_summary(summary["evaluation"]))
+        else:
+            save_model(policy, tokenizer, run_dir / "model", cfg.model.lora.merge)
         summary["seconds"] = round(time.time() - start, 1)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if not cfg.run.keep_checkpoint:  # the model is saved; the optimiser state is only needed to resume
+            shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
         print(format_summary(summary))
     return summary
 
@@ -178,6 +223,22 @@ def format_summary(summary: dict) -> str:
     for split, before in summary["nll_before"].items():
         after = summary["nll_after"].get(split, float("nan"))
         lines.append(f"{split:<8} {before:>11.3f} {after:>10.3f} {after / before - 1:>+8.0%}")
+    if summary.get("evaluation"):
+        lines.append("\n" + format_fit_summary(summary["evaluation"]))
+    for warning in data_warnings(summary.get("data") or {}):
+        lines.append(f"Warning: {warning}")
     lines.append(f"Unlearned model: {summary['model_dir']}")
     lines.append(f"TensorBoard:     tensorboard --logdir {summary['run_dir']}")
     return "\n".join(lines)
+
+
+def data_warnings(report: dict) -> list[str]:
+    """One line per data problem worth repeating under the results (the full warning is logged earlier)."""
+    lines = []
+    cut = {name: n for name, n in report.get("truncated", {}).items() if n}
+    if cut:
+        lines.append(", ".join(f"{n} {name}" for name, n in cut.items()) + " examples were cut to "
+                     f"data.max_length={report.get('max_length')}; raise it to train on whole answers.")
+    if report.get("forget_in_retain"):
+        lines.append(f"{report['forget_in_retain']} forget rows are also in the retain set.")
+    return lines

@@ -2,8 +2,8 @@
 
 The reference is held outside the module tree (a plain attribute of a non-``nn.Module``
 object), so it is never in the optimiser, never in a checkpoint (it can always be rebuilt from
-the starting model) and never switched to train mode by Lightning. This module moves it to the
-policy's device when training starts.
+the starting model) and never switched to train mode by Lightning. Its ``setup`` runs when
+fitting starts (moving a resident model to the device, or filling a log-prob cache).
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from unlearn.guards import NonFiniteError, check_gradients, check_weights
 from unlearn.losses.base import UnlearningLoss
 from unlearn.optim import configure_adamw
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(NonFiniteError):
     """The loss became NaN or infinite; training cannot continue meaningfully."""
 
 
@@ -44,9 +45,10 @@ class UnlearningModule(L.LightningModule):
         self.lr, self.weight_decay, self.warmup_epochs = lr, weight_decay, warmup_epochs
 
     def on_fit_start(self) -> None:
-        model = getattr(self.reference, "model", None)
-        if model is not None:
-            model.to(self.device)
+        # A resident reference moves to the policy's device; a cached one scores the forget set
+        # now, while the policy is still the reference (see unlearn.reference).
+        if hasattr(self.reference, "setup"):
+            self.reference.setup(self)
 
     def on_train_epoch_start(self) -> None:
         # The forget/retain pairing moves on each epoch (see unlearn.data.datamodule).
@@ -70,6 +72,25 @@ class UnlearningModule(L.LightningModule):
             self.log(f"train/{name}", value, batch_size=size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
         return out.loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Under 16-mixed precision the grad scaler expects occasional overflows and skips those
+        # steps itself; a NaN loss is still caught in training_step.
+        if getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            check_gradients(self.policy.named_parameters(), self.global_step, self.current_epoch,
+                            lambda bad: self.trainer.strategy.reduce_boolean_decision(bad, all=False))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        check_weights(checkpoint["state_dict"], self.global_step)
+        # A reference that holds computed state (a log-prob cache, never weights) saves it with the
+        # policy: on resume the policy is already updated and could not recompute it.
+        if callable(getattr(self.reference, "state_dict", None)):
+            checkpoint["reference"] = self.reference.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning calls this before on_fit_start, so the reference's setup finds its state in place.
+        if "reference" in checkpoint and callable(getattr(self.reference, "load_state_dict", None)):
+            self.reference.load_state_dict(checkpoint["reference"])
 
     def configure_optimizers(self):
         return configure_adamw(self, self.policy, self.lr, self.weight_decay, self.warmup_epochs)

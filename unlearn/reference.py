@@ -2,17 +2,27 @@
 
 Losses only talk to the small :class:`Reference` protocol, so a reference that computes on the fly
 (:class:`ModelReference`) and one that reads precomputed sequence log-probs keyed by
-``(split, inputs["index"])`` are interchangeable.
+``(split, inputs["index"])`` (:class:`CachedReference`) are interchangeable.
+
+NPO's forget term needs one number per forget sample from the reference, its sequence log-prob,
+and that number never changes during unlearning. Before the first update the policy *is* the
+reference, so :class:`CachedReference` computes the numbers with the policy itself at the start
+of training: no second copy of the weights ever exists, and a step costs what gradient ascent
+costs. Each method may define ``setup(module)``, which the training module calls when fitting starts.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from unlearn.losses.base import forward_logits, sequence_nll
+
+REFERENCE_MODES = ("auto", "cache", "model", "adapter")
 
 
 @runtime_checkable
@@ -54,6 +64,10 @@ class ModelReference:
         self.model.requires_grad_(False)
         self.model.eval()
 
+    def setup(self, module: Any) -> None:
+        """Put the reference on the policy's device when fitting starts."""
+        self.model.to(module.device)
+
     @torch.no_grad()
     def sequence_logps(self, inputs: dict[str, Tensor], split: str) -> Tensor:
         """Sum of label-token log-probs per row; padding and prompt are ignored via ``-100`` labels."""
@@ -64,3 +78,168 @@ class ModelReference:
     def logits(self, inputs: dict[str, Tensor]) -> Tensor:
         """Next-token logits of the frozen model, ``(B, T, V)``."""
         return forward_logits(self.model, inputs)
+
+
+class AdapterReference:
+    """The policy with its LoRA adapters switched off: the starting model, at no memory cost.
+
+    The base weights never train under LoRA, so disabling the adapters gives back exactly the
+    starting model. The network is put in eval mode for the reference pass (no dropout) and
+    returned to the mode it was in.
+
+    Args:
+        policy: A ``peft`` model (its ``disable_adapter()`` context switches the adapters off).
+    """
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+
+    def _forward(self, inputs: dict[str, Tensor]) -> Tensor:
+        was_training = self.policy.training
+        self.policy.eval()
+        try:
+            with torch.no_grad(), self.policy.disable_adapter():
+                return forward_logits(self.policy, inputs)
+        finally:
+            self.policy.train(was_training)
+
+    def sequence_logps(self, inputs: dict[str, Tensor], split: str) -> Tensor:
+        return -sequence_nll(self._forward(inputs), inputs["labels"])
+
+    def logits(self, inputs: dict[str, Tensor]) -> Tensor:
+        return self._forward(inputs)
+
+
+class CachedReference:
+    """Reference sequence log-probs computed once and looked up by ``(split, row index)``.
+
+    Args:
+        examples: Tokenised rows per split (``"forget"``, and ``"idk"`` for DPO) whose
+            reference log-probs the loss will ask for; a row's position is its ``index``.
+        pad_token_id: Padding id for batching them.
+        batch_size: Rows per forward pass while computing.
+        path: Optional file (safetensors) to reuse; written after computing, so a resumed or
+            repeated run never recomputes.
+        fingerprint: Identifies the model and data the numbers belong to; a file whose
+            fingerprint differs is ignored rather than trusted.
+    """
+
+    def __init__(self, examples: dict[str, list], pad_token_id: int, batch_size: int = 32,
+                 path: str | Path | None = None, fingerprint: str = ""):
+        self.examples, self.pad_token_id, self.batch_size = examples, pad_token_id, batch_size
+        self.path = Path(path) if path else None
+        self.fingerprint = fingerprint
+        self.table: dict[str, Tensor] = {}
+
+    @property
+    def ready(self) -> bool:
+        return set(self.table) == set(self.examples)
+
+    def setup(self, module: Any) -> None:
+        """Fill the table: from ``path`` when it matches, else with the not-yet-updated policy.
+
+        Under DDP each rank scores every ``world``-th row and the shards are gathered, so the
+        pass costs ``1/world`` of a full one per rank.
+        """
+        if self.ready or self.load():
+            return
+        # On resume Lightning restores the step count only after on_fit_start, so a checkpoint
+        # path is the signal that the policy has moved on. The table normally comes back with the
+        # checkpoint (state_dict below) or from ``path``.
+        if module.global_step > 0 or getattr(module.trainer, "ckpt_path", None) is not None:
+            raise RuntimeError("The reference log-prob cache is missing, but the policy has already been "
+                               "updated, so it is no longer the reference. Restart the run from the start.")
+        trainer = module.trainer
+        self.table = compute_sequence_logps(module.policy, self.examples, self.pad_token_id, self.batch_size,
+                                            module.device, trainer.global_rank, trainer.world_size,
+                                            gather=module.all_gather, context=trainer.precision_plugin.forward_context)
+        if self.path is not None and trainer.is_global_zero:
+            self.save()
+
+    def state_dict(self) -> dict:
+        """The table and its fingerprint, saved in the run's checkpoints so a resume never recomputes."""
+        return {"fingerprint": self.fingerprint, "table": {k: v.cpu() for k, v in self.table.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("fingerprint") != self.fingerprint:
+            raise RuntimeError("The checkpoint's reference log-probs belong to another model or data set than this "
+                               "run's; resume with the configuration the run started with.")
+        self.table = dict(state["table"])
+
+    def sequence_logps(self, inputs: dict[str, Tensor], split: str) -> Tensor:
+        if split not in self.table:
+            raise RuntimeError(f"No cached reference log-probs for the '{split}' split (cached: {sorted(self.table)}).")
+        index = inputs["index"]
+        return self.table[split].to(index.device)[index]
+
+    def logits(self, inputs: dict[str, Tensor]) -> Tensor:
+        raise RuntimeError("A cached reference holds sequence log-probs only; a loss that needs the reference's "
+                           "full distribution (KL) needs reference.mode=model.")
+
+    def save(self) -> None:
+        """Write the table atomically (temporary name, then rename)."""
+        from safetensors.torch import save_file
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".partial")
+        save_file({k: v.cpu().contiguous() for k, v in self.table.items()}, str(tmp),
+                  metadata={"fingerprint": self.fingerprint})
+        tmp.replace(self.path)
+
+    def load(self) -> bool:
+        """Read the table from ``path`` if it exists and belongs to this model and data."""
+        if self.path is None or not self.path.is_file():
+            return False
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), framework="pt") as f:
+            if (f.metadata() or {}).get("fingerprint") != self.fingerprint:
+                return False
+            table = {k: f.get_tensor(k) for k in f.keys()}
+        if set(table) != set(self.examples) or any(len(table[k]) != len(self.examples[k]) for k in table):
+            return False
+        self.table = table
+        return True
+
+
+@torch.no_grad()
+def compute_sequence_logps(model, examples: dict[str, list], pad_token_id: int, batch_size: int, device,
+                           rank: int = 0, world_size: int = 1, gather=None, context=None) -> dict[str, Tensor]:
+    """``log π(a | q)`` for every row of every split, in eval mode, sharded over ranks.
+
+    Rows are sorted by length within a rank's shard so that batches carry little padding.
+    """
+    from contextlib import nullcontext
+
+    from unlearn.data.formatting import collate
+
+    was_training = model.training
+    model.eval()
+    table = {}
+    for split, rows in examples.items():
+        mine = [i for i in range(len(rows)) if i % world_size == rank]
+        mine.sort(key=lambda i: len(rows[i].input_ids))
+        values = torch.zeros(len(rows), dtype=torch.float32, device=device)
+        for start in range(0, len(mine), batch_size):
+            ids = mine[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in collate([rows[i] for i in ids], pad_token_id).items()}
+            with (context() if context else nullcontext()):
+                logits = forward_logits(model, batch)
+            values[torch.tensor(ids, device=device)] = -sequence_nll(logits, batch["labels"])
+        if world_size > 1:
+            # Each rank filled only its own rows (zeros elsewhere); summing the shards assembles the table.
+            values = gather(values).sum(dim=0)
+        table[split] = values.cpu()
+    model.train(was_training)
+    return table
+
+
+def fingerprint(**parts: Any) -> str:
+    """A short stable hash of the model identity and the exact token ids a cache was computed on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(parts):
+        digest.update(key.encode())
+        digest.update(json.dumps(parts[key], sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]

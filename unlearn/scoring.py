@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from unlearn.data.formatting import PromptFormat, collate, tokenize_qa
+from unlearn.data.formatting import PromptFormat, TokenizedExample, collate, tokenize_qa
 from unlearn.losses.base import forward_logits, sequence_nll, token_counts
 
 
@@ -24,6 +24,17 @@ def answer_nll(model, tokenizer, questions: list[str], answers: list[str], promp
     """
     fmt = PromptFormat(prompt_format)
     examples = [tokenize_qa(tokenizer, fmt, q, a, max_length) for q, a in zip(questions, answers)]
+    return score_examples(model, examples, tokenizer.pad_token_id, batch_size)
+
+
+@torch.no_grad()
+def score_examples(model, examples: list[TokenizedExample], pad_token_id: int,
+                   batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`answer_nll` on already tokenised examples: ``(nll_sum, n_tokens)``, in input order.
+
+    The evaluation flattens every (question, candidate answer) pair of a split into one list and
+    scores it here, so the perturbed answers of many questions share each forward pass.
+    """
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     device = next(model.parameters()).device
     was_training = model.training
@@ -32,7 +43,7 @@ def answer_nll(model, tokenizer, questions: list[str], answers: list[str], promp
     counts = torch.empty(len(examples), dtype=torch.long)
     for start in range(0, len(order), batch_size):
         ids = order[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in ids], tokenizer.pad_token_id).items()}
+        batch = {k: v.to(device) for k, v in collate([examples[i] for i in ids], pad_token_id).items()}
         nll[ids] = sequence_nll(forward_logits(model, batch), batch["labels"]).cpu()
         counts[ids] = token_counts(batch["labels"]).cpu()
     model.train(was_training)

@@ -6,8 +6,8 @@ seed (the reference code derives the retain item from the forget index, open-unl
 at random). A fixed pairing would only ever show the retain term ``len(forget)`` retain examples,
 and the rest of the retain set drifts; so forget item ``i`` in epoch ``e`` takes the retain
 example at position ``e * len(forget) + i`` of one seeded permutation of the retain set, which
-walks through every retain example before any repeats. The epoch comes from ``set_epoch``, which
-the training module calls at the start of each epoch.
+walks through every retain example before any repeats. In training the epoch travels with each
+index from the sampler (``unlearn.data.sampling``); ``set_epoch`` serves direct indexing.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ import random
 from dataclasses import dataclass
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from unlearn.data.formatting import PromptFormat, TokenizedExample, collate, tokenize_qa
+from unlearn.data.sampling import EpochSampler, ResumableDataLoader
+from unlearn.data.sources import DataError
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,14 @@ class QASplit:
 
 
 def tokenize_split(rows: list[dict], tokenizer, fmt: PromptFormat, max_length: int,
-                   answer_key: str = "answer") -> QASplit:
-    return QASplit(rows, [tokenize_qa(tokenizer, fmt, r["question"], r[answer_key], max_length) for r in rows])
+                   answer_key: str = "answer", name: str = "data") -> QASplit:
+    examples = []
+    for number, row in enumerate(rows):
+        try:
+            examples.append(tokenize_qa(tokenizer, fmt, row["question"], row[answer_key], max_length))
+        except ValueError as err:
+            raise DataError(f"{name} split, row {number}: {err}") from err
+    return QASplit(rows, examples)
 
 
 class UnlearningDataset(Dataset):
@@ -53,16 +62,20 @@ class UnlearningDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def retain_index(self, i: int) -> int:
-        return self.retain_order[(self.epoch * len(self) + i) % len(self.retain_order)]
+    def retain_index(self, i: int, epoch: int | None = None) -> int:
+        epoch = self.epoch if epoch is None else epoch
+        return self.retain_order[(epoch * len(self) + i) % len(self.retain_order)]
 
     def __len__(self) -> int:
         return len(self.forget.examples)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        # The training sampler hands over (epoch, i), so the pairing is right even in a worker
+        # process that was forked before set_epoch; a plain i uses the epoch set last.
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         item = {"index": i, "forget": self.forget.examples[i]}
         if self.retain is not None:
-            item["retain_index"] = self.retain_index(i)
+            item["retain_index"] = self.retain_index(i, epoch)
             item["retain"] = self.retain.examples[item["retain_index"]]
         if self.idk is not None:
             item["idk"] = self.idk.examples[i]
@@ -100,21 +113,51 @@ class UnlearningDataModule(L.LightningDataModule):
         self.tokenizer = tokenizer
         self.fmt = PromptFormat(prompt_format)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.forget = tokenize_split(forget_rows, tokenizer, self.fmt, max_length)
-        self.retain = tokenize_split(retain_rows, tokenizer, self.fmt, max_length) if uses_retain else None
+        self.forget = tokenize_split(forget_rows, tokenizer, self.fmt, max_length, name="forget")
+        self.retain = (tokenize_split(retain_rows, tokenizer, self.fmt, max_length, name="retain")
+                       if uses_retain else None)
         self.idk = None
         if uses_idk:
             rng = random.Random(seed + 1)
             idk_rows = [{"question": r["question"], "answer": rng.choice(idk_answers)} for r in forget_rows]
-            self.idk = tokenize_split(idk_rows, tokenizer, self.fmt, max_length)
+            self.idk = tokenize_split(idk_rows, tokenizer, self.fmt, max_length, name="idk")
         for name, split in (("forget", self.forget), ("retain", self.retain)):
             if split is not None and split.truncated:
                 log.warning("%d of %d %s examples are longer than data.max_length=%d and were cut "
                             "(each keeps at least one answer token); raise data.max_length to keep them whole.",
                             split.truncated, len(split.examples), name, max_length)
         self.dataset = UnlearningDataset(self.forget, self.retain, self.idk, seed)
+        self.max_length = max_length
+        self._loader: ResumableDataLoader | None = None
+        self._resume_at: dict | None = None  # the loader's place in an epoch, from a checkpoint
+
+    def report(self) -> dict:
+        """Sizes and truncation counts of the tokenised splits, for the run summary."""
+        splits = {"forget": self.forget, "retain": self.retain, "idk": self.idk}
+        return {"rows": {name: len(split.rows) for name, split in splits.items() if split is not None},
+                "truncated": {name: split.truncated for name, split in splits.items() if split is not None},
+                "max_length": self.max_length}
 
     def train_dataloader(self) -> DataLoader:
-        # Lightning swaps in a DistributedSampler under DDP and seeds the shuffle from the global seed.
-        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
-                          collate_fn=UnlearningCollator(self.tokenizer.pad_token_id))
+        # The order depends on the data seed and the epoch only, so a resumed run replays it (see
+        # unlearn.data.sampling); the sampler shards over processes itself, so Lightning keeps it.
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = EpochSampler(self.dataset, self.seed, num_replicas=world, rank=rank)
+        self._loader = ResumableDataLoader(
+            self.dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+            collate_fn=UnlearningCollator(self.tokenizer.pad_token_id),
+            generator=torch.Generator().manual_seed(self.seed))  # worker seeds, without touching the global RNG
+        if self._resume_at is not None:
+            self._loader.load_state_dict(self._resume_at)
+        return self._loader
+
+    def state_dict(self) -> dict:
+        # Lightning saves this with each checkpoint and restores it before asking for the loader,
+        # which is why the place in the epoch is kept here rather than left to the loop.
+        return {"loader": self._loader.state_dict()} if self._loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume_at = state_dict.get("loader")
+        if self._loader is not None and self._resume_at is not None:
+            self._loader.load_state_dict(self._resume_at)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from unlearn.data.sources import DataError
+
 IGNORE_INDEX = -100
 PROMPT_FORMATS = ("plain", "llama2", "chat_template")
 
@@ -78,8 +80,9 @@ def tokenize_qa(tokenizer, fmt: PromptFormat, question: str, answer: str, max_le
     if truncated:
         room = max_length - len(prompt)
         if room < 1:
-            raise ValueError(f"The prompt of question {question[:60]!r}... is {len(prompt)} tokens, leaving no room "
-                             f"for the answer within max_length={max_length}; raise data.max_length.")
+            raise DataError(f"The prompt of question {question[:60]!r}... is {len(prompt)} tokens, leaving no room "
+                            f"for the answer within max_length={max_length}; raise data.max_length to at least "
+                            f"{len(prompt) + 1} (better: enough for the whole answer) or shorten the question.")
         target = target[:room]
     return TokenizedExample(prompt + target, [IGNORE_INDEX] * len(prompt) + target, truncated)
 
@@ -99,3 +102,18 @@ def collate(examples: list[TokenizedExample], pad_token_id: int, index: list[int
     if index is not None:
         batch["index"] = torch.tensor(index, dtype=torch.long)
     return batch
+
+
+def collate_prompts(prompts: list[list[int]], pad_token_id: int) -> dict:
+    """Left-padded prompt batch for generation: ``input_ids`` and ``attention_mask``.
+
+    Padding goes on the left so that every prompt ends at the last column and generated tokens
+    follow it directly; the model's position ids come from the attention mask.
+    """
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, width - len(ids):] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}

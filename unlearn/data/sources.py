@@ -84,15 +84,49 @@ def _load_from_hub(repo_id: str, split: str) -> list[dict]:
 
 
 def validate_rows(rows: list[dict], fields: tuple[str, ...], origin: str) -> None:
+    """Every row is a mapping holding each of ``fields`` as non-empty text (or a list of them).
+
+    Raises:
+        DataError: naming the file, the row number (from 0) and the field, and what to fix.
+    """
     if not rows:
         raise DataError(f"{origin} has no rows: an unlearning run needs at least one example.")
     for number, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"{origin}, row {number}: expected an object with fields {list(fields)}, "
+                            f"got {type(row).__name__}.")
         missing = [name for name in fields if name not in row]
         if missing:
             raise DataError(f"{origin}, row {number}: missing field(s) {missing}; the row has {sorted(row)}.")
         for name in fields:
-            if isinstance(row[name], str) and not row[name].strip():
-                raise DataError(f"{origin}, row {number}: field '{name}' is empty.")
+            value = row[name]
+            texts = value if isinstance(value, list) else [value]
+            if not all(isinstance(t, str) for t in texts):
+                raise DataError(f"{origin}, row {number}: field '{name}' must be text, got {value!r}.")
+            if not texts or not all(t.strip() for t in texts):
+                raise DataError(f"{origin}, row {number}: field '{name}' is empty; every example needs a question "
+                                "and an answer to learn or forget. Fill it in or remove the row.")
+
+
+def forget_retain_overlap(forget_rows: list[dict], retain_rows: list[dict]) -> int:
+    """How many forget rows also appear in the retain set (same question and answer, whitespace aside).
+
+    Such a row is pushed down by the forget term and up by the retain term at once.
+
+    Raises:
+        DataError: every forget row is in the retain set, which leaves nothing to forget; this is
+            usually a swapped or mistyped split name.
+    """
+    def key(row: dict) -> tuple[str, str]:
+        return " ".join(row["question"].split()), " ".join(row["answer"].split())
+
+    retained = {key(r) for r in retain_rows}
+    shared = sum(key(r) in retained for r in forget_rows)
+    if forget_rows and shared == len(forget_rows):
+        raise DataError(f"All {shared} forget rows also appear in the retain set (same question and answer): "
+                        "the model would be trained to forget and to keep the same data. Check "
+                        "data.forget_split and data.retain_split.")
+    return shared
 
 
 def load_idk_answers(source: str | Path | None) -> list[str]:

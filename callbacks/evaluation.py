@@ -1,0 +1,111 @@
+"""TOFU evaluation during unlearning: before the first update and every N epochs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+from typing_extensions import override
+
+from unlearn.evaluation.results import SUMMARY_KEYS, EvalResult
+
+log = logging.getLogger(__name__)
+PROGRESS_BAR_KEYS = ("utility/model_utility", "forget/forget_quality")
+
+
+class TofuEvaluation(L.Callback):
+    """Evaluates the policy at epoch 0 (before any update) and after every ``every_n_epochs`` epochs.
+
+    Each evaluation appends a record ``{"epoch", "step", <the 14 summary numbers>}`` to
+    :attr:`records`, logs the numbers as ``forget/*`` and ``utility/*`` to every logger (model
+    utility and forget quality also on the progress bar), and writes a few generations to
+    TensorBoard as text, so that a model turning to gibberish is seen, not only measured. The
+    final epoch is always evaluated. Records are the callback's state: a resumed run keeps its
+    epoch-0 baseline and history. :class:`~unlearn.callbacks.collapse.UtilityCollapseStopping`
+    and :class:`~unlearn.callbacks.selection.BestEpochSelection` read them, so they must come after
+    this callback in the trainer's list.
+
+    Args:
+        evaluator: A :class:`~unlearn.evaluation.TofuEvaluator` (called on every rank; it gathers).
+        every_n_epochs: Evaluate after epochs ``n, 2n, ...`` (and the last).
+        retain: The retain model's results, for forget quality; None reports it unavailable.
+        num_logged_samples: Generations per split (forget and retain) written to TensorBoard.
+    """
+
+    def __init__(self, evaluator, every_n_epochs: int = 1, retain: EvalResult | None = None,
+                 num_logged_samples: int = 4):
+        if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be an integer >= 1, got {every_n_epochs!r}")
+        if not isinstance(num_logged_samples, int) or num_logged_samples < 0:
+            raise ValueError(f"num_logged_samples must be an integer >= 0, got {num_logged_samples!r}")
+        self.evaluator, self.every_n_epochs = evaluator, every_n_epochs
+        self.retain, self.num_logged_samples = retain, num_logged_samples
+        self.records: list[dict[str, Any]] = []
+        self.latest: EvalResult | None = None
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> dict[str, Any]:
+        """Evaluate now, record the result as ``epoch`` and log it."""
+        model = getattr(pl_module, "policy", pl_module)
+        result = self.evaluator(model, rank=trainer.global_rank, world_size=trainer.world_size)
+        result.compare_with_retain(self.retain)
+        record = {"epoch": epoch, "step": trainer.global_step, **result.summary()}
+        self.records.append(record)
+        self.latest = result
+        self._log(trainer, pl_module, record, result)
+        return record
+
+    def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, record: dict, result: EvalResult) -> None:
+        metrics = {k: record[k] for k in SUMMARY_KEYS if record[k] is not None}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        # The bar shows values logged through the module; the loggers already have them. Every rank
+        # holds the same gathered numbers, so syncing them only averages equal values.
+        for key in PROGRESS_BAR_KEYS:
+            if key in metrics:
+                pl_module.log(key, float(metrics[key]), prog_bar=True, logger=False, sync_dist=True)
+        if trainer.is_global_zero:
+            fq, mu = record["forget/forget_quality"], record["utility/model_utility"]
+            log.info("Evaluation at epoch %d: forget quality %s, model utility %.3f", record["epoch"],
+                     "n/a" if fq is None else f"{fq:.3g}", mu)
+            if self.num_logged_samples:
+                self._log_samples(trainer, result)
+
+    def _log_samples(self, trainer: L.Trainer, result: EvalResult) -> None:
+        for logger in trainer.loggers:
+            add_text = getattr(logger.experiment, "add_text", None)
+            if add_text is None:
+                continue
+            for split in ("forget", "retain"):
+                values = result.splits[split]
+                lines = ["| question | true answer | generation |", "|---|---|---|"]
+                for q, a, g in list(zip(values.question, values.answer, values.generation))[:self.num_logged_samples]:
+                    lines.append("| " + " | ".join(_escape(text) for text in (q, a, g)) + " |")
+                add_text(f"samples/{split}", "\n".join(lines), trainer.global_step)
+
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.records:  # a resumed run has its records back
+            return
+        self.evaluate(trainer, pl_module, trainer.current_epoch)
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        epoch = trainer.current_epoch + 1  # epochs completed
+        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= epoch
+        if epoch % self.every_n_epochs == 0 or last:
+            self.evaluate(trainer, pl_module, epoch)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"records": [dict(r) for r in self.records]}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.records = [dict(r) for r in state_dict["records"]]
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ") or " "

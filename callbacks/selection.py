@@ -1,0 +1,143 @@
+"""Model selection: which evaluated epoch becomes the run's model, and why."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from typing_extensions import override
+
+from unlearn.callbacks.collapse import EvaluationRecords, is_finite
+
+log = logging.getLogger(__name__)
+SELECTION_RULES = ("forget_quality", "model_utility", "last")
+FQ, MU = "forget/forget_quality", "utility/model_utility"
+
+
+def selection_key(record: dict[str, Any], rule: str, threshold: float) -> tuple:
+    """Sort key of an evaluated epoch under ``rule``; the largest key is selected, the earliest on ties.
+
+    ``forget_quality``: epochs whose model utility is at least ``threshold`` come first, ranked by
+    forget quality (then utility); if none qualifies, the highest utility. ``model_utility``: the
+    highest utility. ``last``: the latest epoch. A missing forget quality ranks lowest; a
+    non-finite utility ranks below every finite one.
+    """
+    utility = record[MU] if is_finite(record[MU]) else float("-inf")
+    quality = record[FQ] if is_finite(record[FQ]) else -1.0
+    if rule == "last":
+        return (record["epoch"],)
+    if rule == "model_utility":
+        return (utility,)
+    eligible = utility >= threshold
+    return (1, quality, utility) if eligible else (0, utility, quality)
+
+
+class BestEpochSelection(L.Callback):
+    """Keeps the best evaluated epoch by ``rule`` and its weights, for the run's final model.
+
+    The first record (the model before unlearning) sets the utility threshold,
+    ``collapse_fraction`` × its model utility, and is never selected: the run's model is an
+    unlearned one. Each later record is compared once, right after it is made; a new best has its
+    weights written to ``save_dir`` (by rank 0, replacing the previous best), so memory is not
+    doubled for large models. With ``rule="last"`` nothing is written: the final weights are the
+    selection.
+
+    Args:
+        evaluation: The evaluation callback (its ``records``), placed before this one.
+        rule: One of :data:`SELECTION_RULES`.
+        collapse_fraction: In [0, 1], as for :class:`~unlearn.callbacks.collapse.UtilityCollapseStopping`.
+        save_dir: Where the best weights go; None keeps only the record (for tests and ``last``).
+        save_model: ``save_model(policy, folder)`` writes a complete model folder that does not exist
+            yet (``fit`` adds the tokenizer and merges LoRA adapters); default: ``save_pretrained``.
+    """
+
+    def __init__(self, evaluation: EvaluationRecords, rule: str = "forget_quality", collapse_fraction: float = 0.5,
+                 save_dir: str | Path | None = None, save_model: Callable[[Any, Path], None] | None = None):
+        if rule not in SELECTION_RULES:
+            raise ValueError(f"rule must be one of {', '.join(SELECTION_RULES)}, got {rule!r}")
+        if isinstance(collapse_fraction, bool) or not isinstance(collapse_fraction, (int, float)) \
+                or not 0 <= collapse_fraction <= 1:
+            raise ValueError(f"collapse_fraction must be a number in [0, 1], got {collapse_fraction!r}")
+        if not hasattr(evaluation, "records"):
+            raise TypeError(f"evaluation must keep a list of records, got {type(evaluation).__name__}")
+        self.evaluation, self.rule, self.collapse_fraction = evaluation, rule, float(collapse_fraction)
+        self.save_dir = None if save_dir is None else Path(save_dir)
+        self.save_model = save_model or (lambda model, out: model.save_pretrained(out, safe_serialization=True))
+        self.selected: dict[str, Any] | None = None
+        self.saved_epoch: int | None = None  # epoch whose weights are in save_dir
+        self.last_checked_epoch = -1
+
+    def _baseline(self) -> float:
+        records = self.evaluation.records
+        return records[0][MU] if records and is_finite(records[0][MU]) else float("nan")
+
+    @property
+    def threshold(self) -> float:
+        """Model utility an epoch needs to be eligible under ``forget_quality`` (-inf without a finite start)."""
+        baseline = self._baseline()
+        return self.collapse_fraction * baseline if is_finite(baseline) else float("-inf")
+
+    @property
+    def reason(self) -> str:
+        """Which epoch was selected and why, in words."""
+        if self.selected is None:
+            return "no epoch after the start was evaluated"
+        epoch, utility, quality = self.selected["epoch"], self.selected[MU], self.selected[FQ]
+        if self.rule == "last":
+            return f"epoch {epoch}: the last evaluated epoch (eval.selection=last)"
+        if self.rule == "model_utility":
+            return f"epoch {epoch}: highest model utility ({utility:.3f}) after the start (eval.selection=model_utility)"
+        limit = f"{self.threshold:.3f} ({self.collapse_fraction:g} x its starting value {self._baseline():.3f})"
+        if utility >= self.threshold:
+            shown = "n/a" if quality is None else f"{quality:.3g}"
+            return (f"epoch {epoch}: highest forget quality ({shown}) among evaluated epochs whose model utility "
+                    f"stayed >= {limit}")
+        return f"epoch {epoch}: no evaluated epoch kept model utility >= {limit}, so the one with the highest utility"
+
+    def consider(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Compare the newest record with the best so far, if it has not been compared yet."""
+        records = self.evaluation.records
+        if trainer.sanity_checking or len(records) < 2 or records[-1]["epoch"] <= self.last_checked_epoch:
+            return
+        record = records[-1]
+        self.last_checked_epoch = record["epoch"]
+        threshold = self.threshold
+        if self.selected is not None and \
+                selection_key(record, self.rule, threshold) <= selection_key(self.selected, self.rule, threshold):
+            return
+        self.selected = dict(record)
+        if self.rule != "last" and self.save_dir is not None:
+            if trainer.is_global_zero:
+                self._save(getattr(pl_module, "policy", pl_module))
+            self.saved_epoch = record["epoch"]
+
+    def _save(self, model) -> None:
+        # Written beside the previous best and swapped in, so a crash mid-write keeps that one whole.
+        new = self.save_dir.with_name(self.save_dir.name + ".new")
+        shutil.rmtree(new, ignore_errors=True)
+        self.save_model(model, new)
+        shutil.rmtree(self.save_dir, ignore_errors=True)
+        new.rename(self.save_dir)
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.consider(trainer, pl_module)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "selected": self.selected, "saved_epoch": self.saved_epoch,
+                "last_checked_epoch": self.last_checked_epoch,
+                "save_dir": None if self.save_dir is None else str(self.save_dir)}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict["rule"] != self.rule:
+            log.warning("The checkpoint selected epochs by '%s', this run by '%s'; starting the selection afresh.",
+                        state_dict["rule"], self.rule)
+            return
+        self.selected, self.saved_epoch = state_dict["selected"], state_dict["saved_epoch"]
+        self.last_checked_epoch = state_dict["last_checked_epoch"]

@@ -1,0 +1,148 @@
+"""What one evaluation produces: per-question values of each split, the split figures, and the summary.
+
+Per-question values are kept (not only means) so that a retain model's forget-split truth ratios
+can be stored once and reused for forget quality, and so that a surprising mean can be traced to
+the questions behind it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from unlearn.evaluation import metrics
+
+SPLITS = ("forget", "retain", "real_authors", "world_facts")
+UTILITY_SPLITS = ("retain", "real_authors", "world_facts")
+AUTHOR_SPLITS = ("forget", "retain")  # truth-ratio base: the paraphrased answer
+FIGURES = ("probability", "rouge_l", "truth_ratio")
+SPLIT_TITLES = {"forget": "Forget", "retain": "Retain", "real_authors": "Real authors", "world_facts": "World facts"}
+FIGURE_TITLES = {"probability": "probability", "rouge_l": "ROUGE-L", "truth_ratio": "truth ratio"}
+
+
+def metric_key(split: str, figure: str) -> str:
+    """Namespaced key of a split figure: ``forget/probability``, ``utility/retain_rouge_l``..."""
+    return f"forget/{figure}" if split == "forget" else f"utility/{split}_{figure}"
+
+
+SUMMARY_KEYS = ("forget/forget_quality", "utility/model_utility",
+                *(metric_key(split, figure) for split in SPLITS for figure in FIGURES))
+
+
+@dataclass
+class SplitResult:
+    """Per-question values of one split, ordered by row number in the split's file.
+
+    Attributes:
+        name: One of :data:`SPLITS`.
+        index: Row numbers.
+        question, answer, generation: Texts; ``generation`` is the model's greedy answer.
+        answer_nll, base_nll: ``(N,)`` per-token NLL of the true and of the truth-ratio base answer.
+        perturbed_nll: ``(N, K)`` per-token NLL of the perturbed answers (``NaN`` pads short rows).
+        rouge_l: ``(N,)`` ROUGE-L recall of ``generation`` against ``answer``.
+    """
+
+    name: str
+    index: np.ndarray
+    question: list[str]
+    answer: list[str]
+    generation: list[str]
+    answer_nll: np.ndarray
+    base_nll: np.ndarray
+    perturbed_nll: np.ndarray
+    rouge_l: np.ndarray
+
+    @property
+    def probability(self) -> np.ndarray:
+        """Per question: ``exp(−NLLbar)`` on author splits, normalised over the perturbed answers otherwise."""
+        if self.name in AUTHOR_SPLITS:
+            return metrics.probability(self.answer_nll)
+        return metrics.normalized_probability(self.answer_nll, self.perturbed_nll)
+
+    @property
+    def truth_ratio(self) -> np.ndarray:
+        """Per question ``R_i`` (SPEC), before the split's min/max reduction."""
+        return metrics.truth_ratio(self.base_nll, self.perturbed_nll)
+
+    def figures(self) -> dict[str, float]:
+        """The split's three reported numbers."""
+        reduce = metrics.forget_truth_ratio if self.name == "forget" else metrics.utility_truth_ratio
+        return {"probability": float(np.mean(self.probability)), "rouge_l": float(np.mean(self.rouge_l)),
+                "truth_ratio": reduce(self.truth_ratio)}
+
+    def to_dict(self) -> dict:
+        return {"index": self.index.tolist(), "question": self.question, "answer": self.answer,
+                "generation": self.generation, "probability": self.probability.tolist(),
+                "rouge_l": self.rouge_l.tolist(), "truth_ratio": self.truth_ratio.tolist(),
+                "answer_nll": self.answer_nll.tolist(), "base_nll": self.base_nll.tolist(),
+                "perturbed_nll": self.perturbed_nll.tolist()}
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict) -> SplitResult:
+        return cls(name, np.asarray(data["index"], dtype=np.int64), list(data["question"]), list(data["answer"]),
+                   list(data["generation"]), np.asarray(data["answer_nll"], dtype=np.float64),
+                   np.asarray(data["base_nll"], dtype=np.float64),
+                   np.asarray(data["perturbed_nll"], dtype=np.float64).reshape(len(data["index"]), -1),
+                   np.asarray(data["rouge_l"], dtype=np.float64))
+
+
+@dataclass
+class EvalResult:
+    """One model's results on the four splits, with forget quality against a retain model when known."""
+
+    splits: dict[str, SplitResult]
+    forget_quality: float | None = None
+    forget_quality_reason: str | None = "not compared with a retain model yet"
+    info: dict = field(default_factory=dict)  # model path, settings: written next to the numbers
+
+    def compare_with_retain(self, retain: EvalResult | None) -> EvalResult:
+        """Set forget quality from the retain model's forget-split truth ratios (in place; returns self)."""
+        retain_ratios = None if retain is None else retain.splits["forget"].truth_ratio
+        self.forget_quality, self.forget_quality_reason = metrics.forget_quality(
+            self.splits["forget"].truth_ratio, retain_ratios)
+        return self
+
+    @property
+    def model_utility(self) -> float:
+        figures = {name: self.splits[name].figures() for name in UTILITY_SPLITS}
+        return metrics.model_utility([figures[split][figure] for split in UTILITY_SPLITS for figure in FIGURES])
+
+    def summary(self) -> dict[str, float | None]:
+        """The 14 numbers, keyed as logged: ``forget/forget_quality``, ``utility/model_utility``, then 12 figures."""
+        out = {"forget/forget_quality": self.forget_quality, "utility/model_utility": self.model_utility}
+        for split in SPLITS:
+            for figure, value in self.splits[split].figures().items():
+                out[metric_key(split, figure)] = value
+        return out
+
+    def to_dict(self) -> dict:
+        return {"summary": self.summary(), "forget_quality_reason": self.forget_quality_reason, "info": self.info,
+                "per_question": {name: split.to_dict() for name, split in self.splits.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EvalResult:
+        splits = {name: SplitResult.from_dict(name, values) for name, values in data["per_question"].items()}
+        return cls(splits, data["summary"]["forget/forget_quality"], data.get("forget_quality_reason"),
+                   data.get("info", {}))
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.3g}" if 0 < abs(value) < 1e-3 else f"{value:.3f}"
+
+
+def format_table(columns: dict[str, dict[str, float | None]]) -> str:
+    """A markdown table: one row per summary key, one column per model (``{"target": summary, ...}``)."""
+    names = list(columns)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    rows = [("forget quality", "forget/forget_quality"), ("model utility", "utility/model_utility")]
+    rows += [(f"{SPLIT_TITLES[split]} {FIGURE_TITLES[figure]}", metric_key(split, figure))
+             for split in SPLITS for figure in FIGURES]
+    for title, key in rows:
+        lines.append(f"| {title} | " + " | ".join(_cell(columns[name].get(key)) for name in names) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""Choosing and building the reference for a run (``reference.mode``).
+
+- ``cache``: the reference's sequence log-probs, computed once with the not-yet-updated policy and
+  stored under ``run.cache_dir`` keyed by the model's identity and the exact token ids, so a later
+  run with the same model and data reuses them. No second copy of the weights is ever held.
+- ``model``: a second, frozen copy of the starting model, resident for the whole run. Needed
+  when a loss reads the reference's full distribution (the KL retain term).
+- ``adapter``: under LoRA, the same network with its adapters switched off.
+- ``auto``: ``cache`` when the loss needs only sequence log-probs (``npo``, ``npo_rt``, ``dpo``),
+  ``model`` when it needs logits (``kl``, ``npo_kl``), ``adapter`` under LoRA; none when the loss
+  needs no reference (``ga``, ``grad_diff``, ``idk``, ``simnpo``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unlearn.config import Config, ConfigError
+from unlearn.reference import REFERENCE_MODES, AdapterReference, CachedReference, ModelReference, fingerprint
+
+
+def resolve_reference_mode(mode: str, loss, lora: bool = False) -> str | None:
+    """The mode a run uses, or None when the loss needs no reference.
+
+    Raises:
+        ConfigError: the mode cannot serve the loss, with the reason.
+    """
+    name = type(loss).__name__
+    if mode not in REFERENCE_MODES:
+        raise ConfigError(f"reference.mode must be one of {', '.join(REFERENCE_MODES)}, got '{mode}'.")
+    if not (loss.needs_reference_logps or loss.needs_reference_logits):
+        return None
+    if mode == "auto":
+        return "adapter" if lora else ("model" if loss.needs_reference_logits else "cache")
+    if mode == "cache" and loss.needs_reference_logits:
+        raise ConfigError(f"reference.mode=cache cannot serve {name}: it reads the reference's full next-token "
+                          "distribution on retain batches (KL), and a cache holds one log-prob per forget sample. "
+                          "Use reference.mode=model (or auto).")
+    if mode == "adapter" and not lora:
+        raise ConfigError("reference.mode=adapter needs LoRA adapters on the policy (the reference is the same "
+                          "network with its adapters off); turn LoRA on or use reference.mode=auto.")
+    return mode
+
+
+def model_identity(path: str) -> dict:
+    """What identifies a model's weights: its path, and for a local folder the weight files' sizes and times."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        return {"id": path}
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt"))
+    return {"id": str(folder.resolve()), "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]}
+
+
+def build_reference(cfg: Config, loss, model_path: str, datamodule, load_reference_model, policy=None):
+    """The reference object for the run, or None.
+
+    Args:
+        policy: The policy; under LoRA (a ``peft`` model) the adapter reference uses it.
+        model_path: The starting model (its identity keys the cache).
+        datamodule: Its tokenised forget (and IDK) rows are what the cache covers.
+        load_reference_model: Zero-argument callable loading a fresh copy of the starting model.
+    """
+    from unlearn.lora import is_lora
+
+    mode = resolve_reference_mode(cfg.reference.mode, loss, lora=policy is not None and is_lora(policy))
+    if mode is None:
+        return None
+    if mode == "model":
+        return ModelReference(load_reference_model())
+    if mode == "adapter":
+        return AdapterReference(policy)
+    examples = {"forget": datamodule.forget.examples}
+    if loss.uses_idk:
+        examples["idk"] = datamodule.idk.examples
+    key = fingerprint(model=model_identity(model_path), dtype=cfg.model.dtype, precision=cfg.trainer.precision,
+                      tokens={k: [e.input_ids for e in v] for k, v in examples.items()},
+                      labels={k: [e.labels for e in v] for k, v in examples.items()})
+    path = Path(cfg.run.cache_dir).expanduser() / "reference" / f"{key}.safetensors"
+    return CachedReference(examples, datamodule.tokenizer.pad_token_id, cfg.reference.batch_size, path, key)

@@ -1,0 +1,155 @@
+"""Range, choice and consistency checks on a loaded configuration.
+
+OmegaConf already enforces each key's type; this module checks what types cannot say (a positive
+learning rate, a known prompt format, options that exclude each other) once, right after the
+config is loaded, so a bad value fails in a second instead of hours into a run. Every message
+names the key, the value given and what to change.
+
+Components are looked up by name in the project's own tables (losses, prompt formats, dtypes,
+precisions); no config value is ever imported or evaluated as code.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from unlearn.config import Config, ConfigError
+
+DATA_SOURCES = ("builtin", "tofu")
+# Lightning's accepted strings (its `_PRECISION_INPUT`), spelled out so a typo fails at load time.
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64",
+              "transformer-engine", "transformer-engine-float16")
+MIN_MAX_LENGTH = 8  # room for a prompt template, one answer token and EOS
+
+
+def _positive(x) -> bool:
+    return x is not None and math.isfinite(x) and x > 0
+
+
+def _non_negative(x) -> bool:
+    return x is not None and math.isfinite(x) and x >= 0
+
+
+def _at_least(n: int) -> Callable[[Any], bool]:
+    return lambda x: x is not None and x >= n
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda x: x is None or check(x)
+
+
+# key, check, what the value must be, how to fix it
+RANGES: list[tuple[str, Callable[[Any], bool], str, str]] = [
+    ("optim.lr", _positive, "> 0", "the NPO paper uses 1e-5 for 7B models"),
+    ("optim.weight_decay", _non_negative, ">= 0", "0.01 is the paper's value"),
+    ("optim.warmup_epochs", _non_negative, ">= 0", "use 0 for no warm-up"),
+    ("optim.accumulate_grad_batches", _at_least(1), ">= 1", "1 means no accumulation"),
+    ("optim.gradient_clip_val", _optional(_positive), "> 0 or null", "use null for no clipping"),
+    ("data.batch_size", _at_least(1), ">= 1", "lower it to fit memory, raise optim.accumulate_grad_batches instead"),
+    ("data.num_workers", _at_least(0), ">= 0", "0 loads data in the main process"),
+    ("data.max_length", _at_least(MIN_MAX_LENGTH), f">= {MIN_MAX_LENGTH}", "TOFU runs use 500"),
+    ("trainer.max_epochs", _at_least(1), ">= 1", "the NPO paper trains 10 epochs on TOFU"),
+    ("trainer.num_nodes", _at_least(1), ">= 1", "1 for a single machine"),
+    ("trainer.log_every_n_steps", _at_least(1), ">= 1", "1 logs every optimiser step"),
+    ("finetune.epochs", _at_least(1), ">= 1", "TOFU fine-tunes for 5 epochs"),
+    ("finetune.lr", _positive, "> 0", "TOFU uses 1e-5"),
+    ("finetune.batch_size", _at_least(1), ">= 1", "lower it to fit memory"),
+    ("finetune.weight_decay", _non_negative, ">= 0", "0.01 is TOFU's value"),
+    ("finetune.warmup_epochs", _non_negative, ">= 0", "use 0 for no warm-up"),
+    ("run.checkpoint_every_n_steps", _optional(_at_least(1)), ">= 1 or null",
+     "null checkpoints at the end of every epoch only"),
+    ("loss.beta", _optional(_positive), "> 0 or null", "NPO's inverse temperature; the paper uses 0.1"),
+    ("loss.gamma", _optional(_non_negative), ">= 0 or null", "SimNPO's reward margin; 0 is its default"),
+    ("loss.c_forget", _optional(_non_negative), ">= 0 or null", "null takes the strategy's default"),
+    ("loss.c_npo", _optional(_non_negative), ">= 0 or null", "null takes the strategy's default"),
+    ("loss.c_rt", _optional(_non_negative), ">= 0 or null", "null takes the strategy's default"),
+    ("loss.c_kl", _optional(_non_negative), ">= 0 or null", "null takes the strategy's default"),
+]
+
+
+def _get(cfg: Config, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not a valid choice; choose one of: {', '.join(choices)}.")
+
+
+def _check_ranges(cfg: Config) -> None:
+    for key, check, requirement, hint in RANGES:
+        value = _get(cfg, key)
+        try:
+            ok = check(value)
+        except TypeError:  # e.g. a string where OmegaConf allowed Any
+            ok = False
+        if not ok:
+            raise ConfigError(f"{key} must be {requirement}, got {value!r} ({hint}).")
+
+
+def _check_choices(cfg: Config) -> None:
+    from unlearn.data.formatting import PROMPT_FORMATS
+    from unlearn.models import DTYPES
+
+    _choice("data.source", cfg.data.source, DATA_SOURCES)
+    _choice("model.prompt_format", cfg.model.prompt_format, PROMPT_FORMATS)
+    _choice("model.dtype", cfg.model.dtype, tuple(DTYPES))
+    _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
+
+
+def _check_consistency(cfg: Config) -> None:
+    for section, epochs_key in (("optim", "trainer.max_epochs"), ("finetune", "finetune.epochs")):
+        warmup, epochs = _get(cfg, f"{section}.warmup_epochs"), _get(cfg, epochs_key)
+        if warmup > epochs:
+            raise ConfigError(
+                f"{section}.warmup_epochs={warmup} is more than {epochs_key}={epochs}: the learning rate would "
+                f"never reach its set value. Set {section}.warmup_epochs={epochs:g} or lower, or raise {epochs_key}.")
+    if cfg.run.resume and cfg.run.overwrite:
+        raise ConfigError("run.resume=true and run.overwrite=true exclude each other: resuming continues the run "
+                          "in its folder, overwriting deletes it. Pass only one of them.")
+    if cfg.run.resume and not cfg.run.name:
+        raise ConfigError("run.resume=true needs run.name=<the folder name of the run to continue> "
+                          f"(a folder under run.output_dir={cfg.run.output_dir}).")
+    if cfg.run.name is not None and (not cfg.run.name.strip() or re.search(r"[/\\]|^\.\.?$", cfg.run.name)):
+        raise ConfigError(f"run.name={cfg.run.name!r} must be a plain folder name (no '/', not '.' or '..'); "
+                          "put the parent folder in run.output_dir.")
+    retain = cfg.data.retain_split
+    if retain is None and not re.fullmatch(r"forget\d\d", cfg.data.forget_split):
+        raise ConfigError(f"data.forget_split={cfg.data.forget_split!r} does not follow TOFU's forgetNN naming, so "
+                          "its retain split cannot be derived: name it with data.retain_split=...")
+    if retain is not None and retain == cfg.data.forget_split:
+        raise ConfigError(f"data.retain_split and data.forget_split are both {retain!r}: the retain set must be "
+                          "data the model keeps, not the data it forgets.")
+
+
+def _check_loss(cfg: Config) -> None:
+    # The loss table is the only way a config names code: an unknown name (even a dotted path such
+    # as `os.system`) is rejected with the list of valid strategies.
+    from unlearn.fit import build_loss_from_config
+
+    build_loss_from_config(cfg)
+
+
+def validate(cfg: Config) -> Config:
+    """Check value ranges, choices and options that exclude each other.
+
+    Args:
+        cfg: A fully merged configuration.
+
+    Returns:
+        ``cfg`` unchanged, so the call can wrap a load.
+
+    Raises:
+        ConfigError: the first problem found, naming the key, the value and the fix.
+    """
+    _check_ranges(cfg)
+    _check_choices(cfg)
+    _check_consistency(cfg)
+    _check_loss(cfg)
+    return cfg
