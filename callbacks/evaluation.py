@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 from typing_extensions import override
 
-from unlearn.evaluation.results import SUMMARY_KEYS, EvalResult
+from unlearn.evaluation.results import FLUENCY_KEYS, SUMMARY_KEYS, EvalResult
 
 log = logging.getLogger(__name__)
 PROGRESS_BAR_KEYS = ("utility/model_utility", "forget/forget_quality")
@@ -49,14 +49,14 @@ class TofuEvaluation(L.Callback):
         model = getattr(pl_module, "policy", pl_module)
         result = self.evaluator(model, rank=trainer.global_rank, world_size=trainer.world_size)
         result.compare_with_retain(self.retain)
-        record = {"epoch": epoch, "step": trainer.global_step, **result.summary()}
+        record = {"epoch": epoch, "step": trainer.global_step, **result.summary(), **result.fluency()}
         self.records.append(record)
         self.latest = result
         self._log(trainer, pl_module, record, result)
         return record
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, record: dict, result: EvalResult) -> None:
-        metrics = {k: record[k] for k in SUMMARY_KEYS if record[k] is not None}
+        metrics = {k: record[k] for k in (*SUMMARY_KEYS, *FLUENCY_KEYS) if record.get(k) is not None}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         # The bar shows values logged through the module; the loggers already have them. Every rank
@@ -70,6 +70,18 @@ class TofuEvaluation(L.Callback):
                      "n/a" if fq is None else f"{fq:.3g}", mu)
             if self.num_logged_samples:
                 self._log_samples(trainer, result)
+            self._log_figure(trainer)
+
+    def _log_figure(self, trainer: L.Trainer) -> None:
+        # The trajectory so far, redrawn at each evaluation: TensorBoard's Images tab shows its history.
+        loggers = [lg for lg in trainer.loggers if hasattr(getattr(lg, "experiment", None), "add_image")]
+        if not loggers:
+            return
+        from unlearn.plots import figure_to_rgb, trajectory_figure
+
+        image = figure_to_rgb(trajectory_figure({"this run": self.records}))
+        for logger in loggers:
+            logger.experiment.add_image("figures/trajectory", image, trainer.global_step, dataformats="HWC")
 
     def _log_samples(self, trainer: L.Trainer, result: EvalResult) -> None:
         for logger in trainer.loggers:

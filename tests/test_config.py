@@ -86,3 +86,16 @@ def test_changed_hyperparameter_unused_by_the_strategy_is_an_error(overrides, ke
 
     with pytest.raises(ConfigError, match=f"'{key}'"):
         build_loss_from_config(load_config([], overrides))
+
+
+def test_group_override_selects_a_config_file_like_config_flag():
+    assert load_config([], ["data=tofu"]) == load_config(["data/tofu"])
+    # The group's file merges before key=value overrides, whatever their order on the command line.
+    cfg = load_config([], ["data.forget_split=forget01", "data=tofu_local", "loss=npo"])
+    assert (cfg.data.source, cfg.data.forget_split, cfg.loss.name) == ("tofu", "forget01", "npo")
+    assert load_config([], ["data.source=tofu"]).data.source == "tofu"  # a real key is still a key
+
+
+def test_unknown_group_name_lists_the_group_files():
+    with pytest.raises(ConfigError, match=r"no config 'tofoo' in configs/data/.*tofu_local"):
+        load_config([], ["data=tofoo"])

@@ -79,6 +79,11 @@ def test_fit_summary_compares_target_retain_and_unlearned(work):
             "utility/world_facts_truth_ratio"} <= set(events.Tags()["scalars"])
     assert len(events.Scalars("utility/model_utility")) == 3
     assert any("samples/forget" in tag for tag in events.Tags()["tensors"])
+    # The trajectory figure is redrawn at every evaluation; fluency is logged beside the summary numbers.
+    assert len(events.Images("figures/trajectory")) == 3
+    assert {"forget/distinct_2", "forget/repetition", "utility/retain_distinct_2"} <= set(events.Tags()["scalars"])
+    assert {"forget/distinct_2", "utility/retain_repetition"} <= set(evaluation["history"][-1])
+    assert {"forget/distinct_2", "utility/retain_repetition"} <= set(evaluation["retain_fluency"])
 
 
 def test_eval_writes_per_question_values_and_reuses_retain_results(work, evaluated):

@@ -33,7 +33,7 @@ def test_out_of_range_values_name_key_value_and_fix(override, message):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("data.source=hub", "data.source='hub' is not a valid choice; choose one of: builtin, tofu."),
+    ("data.source=hub", "data.source='hub' is not a valid choice; choose one of: builtin, tofu, files."),
     ("model.prompt_format=alpaca", "model.prompt_format='alpaca' is not a valid choice; choose one of: plain, llama2, "
                                    "chat_template."),
     ("model.dtype=fp16", "model.dtype='fp16' is not a valid choice; choose one of: float32, bfloat16, float16."),

@@ -124,7 +124,7 @@ class LastCheckpoint(Checkpoint):
                 stale.unlink(missing_ok=True)
 
     def _save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path)  # full state: the optimiser is needed to resume
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: the optimiser is needed to resume
         self._last_step_saved = trainer.global_step
 
     @override

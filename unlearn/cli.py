@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m unlearn", description="Make a causal LM forget a chosen set of data.")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("bench", help="measure step time and peak memory of GA and NPO (see `bench --help`)", add_help=False)
+    sub.add_parser("compare", help="table and figure of finished runs: compare RUN_DIR... [--out DIR]", add_help=False)
+    sub.add_parser("grid", help="run losses x forget splits as fit runs and collect a table (see `grid --help`)",
+                   add_help=False)
     for name, (_, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("--config", action="append", default=[], metavar="FILE",
@@ -86,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         from unlearn.bench import main as bench
 
         return bench(argv[1:])
+    if argv[:1] == ["grid"]:  # a set of fit runs, each with its own config
+        from unlearn.grid import main as grid
+
+        return grid(argv[1:])
+    if argv[:1] == ["compare"]:  # run folders, not a run config
+        from unlearn.compare import main as compare
+
+        return compare(argv[1:])
     args = parser().parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))

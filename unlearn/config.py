@@ -75,10 +75,26 @@ class BuiltinDataConfig:
 
 
 @dataclass
+class ColumnsConfig:
+    """``data.source=files``: the user's column names for the project's fields."""
+
+    question: str = "question"
+    answer: str = "answer"
+    text: str = "text"  # raw documents (data.forget_format=text)
+
+
+@dataclass
 class DataConfig:
-    # builtin: the generated benchmark; tofu: TOFU by hub id or local folder (`path`).
+    # builtin: the generated benchmark; tofu: TOFU by hub id or local folder (`path`);
+    # files: your own forget/retain sets (`forget_path`, `retain_path`; see unlearn/data/custom.py).
     source: str = "builtin"
     path: str | None = None  # tofu: hub id (locuslab/TOFU) or a folder holding TOFU's files
+    # files: a JSONL/JSON/CSV/Parquet file, a Dataset.save_to_disk folder or a hub dataset id.
+    forget_path: str | None = None
+    retain_path: str | None = None
+    forget_format: str = "qa"  # qa: question/answer pairs | text: raw documents (plain language modelling)
+    retain_format: str = "qa"
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     forget_split: str = "forget10"
     retain_split: str | None = None  # None: the complement of forget_split (forget10 -> retain90)
     max_length: int = 128
@@ -252,8 +268,37 @@ def resolve_config_path(name: str) -> Path:
     raise ConfigError(f"Config file '{name}' not found (looked at: {', '.join(map(str, candidates))}).")
 
 
+def split_group_overrides(overrides) -> tuple[list[str], list[str]]:
+    """Separate ``group=name`` selections (``data=tofu_local``) from ``key=value`` overrides.
+
+    A key without a dot that names a folder of ``configs/`` selects ``configs/<group>/<name>.yaml``,
+    as ``--config group/name`` would.
+
+    Raises:
+        ConfigError: the group has no file of that name (naming those it has).
+    """
+    folders = {p.name for p in configs_dir().iterdir() if p.is_dir()} if configs_dir().is_dir() else set()
+    groups, rest = [], []
+    for item in overrides:
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if "." in key or key not in folders:
+            rest.append(item)
+            continue
+        if not (configs_dir() / key / f"{value.strip()}.yaml").is_file():
+            names = sorted(p.stem for p in (configs_dir() / key).glob("*.yaml"))
+            raise ConfigError(f"'{item}': there is no config '{value.strip()}' in configs/{key}/. "
+                              f"Choose one of: {', '.join(names) or 'none'}.")
+        groups.append(f"{key}/{value.strip()}")
+    return groups, rest
+
+
 def load_config(files: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Merge typed defaults, YAML files (in order) and ``key=value`` overrides.
+
+    A ``group=name`` override (``data=tofu_local``, ``loss=npo``) merges ``configs/<group>/<name>.yaml``
+    after the ``--config`` files and before the ``key=value`` overrides, whatever its place on the
+    command line, so ``data=tofu_local data.forget_split=forget01`` works in either order.
 
     Raises:
         ConfigError: an unknown key (naming the closest valid ones), a value of the wrong type,
@@ -261,7 +306,8 @@ def load_config(files: list[str] | tuple[str, ...] = (), overrides: list[str] | 
     """
     schema = OmegaConf.structured(Config)
     merged = schema
-    for name in files:
+    groups, overrides = split_group_overrides(overrides)
+    for name in [*files, *groups]:
         path = resolve_config_path(name)
         try:
             loaded = OmegaConf.load(path)

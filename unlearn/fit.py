@@ -17,9 +17,11 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from unlearn.checkpoints import CHECKPOINT_DIR, AtomicCheckpointIO, LastCheckpoint, RNGState, save_pretrained_atomic
+from unlearn.checkpoints import (CHECKPOINT_DIR, AtomicCheckpointIO, LastCheckpoint, RNGState, last_checkpoint,
+                                 save_pretrained_atomic)
 from unlearn.config import Config, ConfigError, LossConfig
 from unlearn.data.datamodule import UnlearningDataModule
+from unlearn.distributed import check_strategy, is_launched_rank, launched_run_dir, share_run_dir
 from unlearn.data.sources import (builtin_benchmark_dir, forget_retain_overlap, load_idk_answers, load_split,
                                   retain_split_for)
 from unlearn.evaluate import check_eval_config
@@ -57,8 +59,10 @@ def resolve_assets(cfg: Config) -> Assets:
         source = builtin_benchmark_dir(cfg.run.cache_dir, spec)
     elif cfg.data.source == "tofu":
         source = cfg.data.path or "locuslab/TOFU"
+    elif cfg.data.source == "files":
+        source = cfg.data.forget_path  # the retain set is read beside it (unlearn.data.custom)
     else:
-        raise ConfigError(f"data.source must be 'builtin' or 'tofu', got '{cfg.data.source}'.")
+        raise ConfigError(f"data.source must be 'builtin', 'tofu' or 'files', got '{cfg.data.source}'.")
     if cfg.model.path is not None:
         return Assets(source, cfg.model.path, cfg.model.retain_path, builtin=False)
     if cfg.data.source != "builtin":
@@ -86,6 +90,16 @@ def build_loss_from_config(cfg: Config):
         raise ConfigError(f"loss: {err}") from err
 
 
+def load_files_sets(cfg: Config, uses_retain: bool) -> tuple[list[dict], list[dict], str]:
+    """``data.source=files``: the forget rows, the retain rows (empty when the loss needs none) and a label."""
+    from unlearn.data.custom import load_custom_set
+
+    d, columns = cfg.data, asdict(cfg.data.columns)
+    forget = load_custom_set(d.forget_path, "forget", d.forget_format, columns)
+    retain = load_custom_set(d.retain_path, "retain", d.retain_format, columns) if uses_retain or d.retain_path else []
+    return forget, retain, str(d.retain_path)
+
+
 def run_directory(cfg: Config) -> Path:
     """The run's output folder, checked but not created (``unlearn.resume.open_run_directory`` does that).
 
@@ -93,6 +107,9 @@ def run_directory(cfg: Config) -> Path:
         ConfigError: ``run.resume=true`` names no run folder, or the config differs from the run's.
         FileExistsError: a non-empty folder without ``run.overwrite=true``, or a finished run to resume.
     """
+    launched = launched_run_dir(cfg.run.name, cfg.run.output_dir)
+    if launched is not None:  # rank 0 has checked and created it (unlearn.distributed)
+        return launched
     name = cfg.run.name or f"{cfg.loss.name}_{cfg.data.forget_split}_{datetime.now():%Y%m%d-%H%M%S}"
     run_dir = Path(cfg.run.output_dir).expanduser() / name
     if cfg.run.resume:
@@ -103,13 +120,18 @@ def run_directory(cfg: Config) -> Path:
 
 
 class NLLProbe(L.Callback):
-    """Mean per-token answer NLL on the forget and retain sets before and after unlearning."""
+    """Mean per-token answer NLL on the forget and retain sets before unlearning and after each epoch.
+
+    Keeping every epoch's numbers lets the summary report the epoch that became the run's model
+    (model selection may keep an earlier one than the last); a pass over a few hundred rows is
+    small next to an epoch of training.
+    """
 
     def __init__(self, tokenizer, splits: dict[str, list[dict]], prompt_format: str, max_length: int):
         self.tokenizer, self.splits = tokenizer, splits
         self.prompt_format, self.max_length = prompt_format, max_length
         self.before: dict[str, float] = {}
-        self.after: dict[str, float] = {}
+        self.history: dict[int, dict[str, float]] = {}  # epochs completed -> NLL per split
 
     def _measure(self, pl_module) -> dict[str, float]:
         return {name: mean_token_nll(pl_module.policy, self.tokenizer, rows, self.prompt_format, self.max_length)
@@ -119,14 +141,22 @@ class NLLProbe(L.Callback):
         if not self.before:  # a resumed run restores the measurement from before its first update
             self.before = self._measure(pl_module)
 
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.history[trainer.current_epoch + 1] = self._measure(pl_module)
+
+    def after(self, epoch: int | None = None) -> tuple[int, dict[str, float]]:
+        """``(epoch, NLL per split)`` for ``epoch``, or for the last epoch measured."""
+        if not self.history:
+            return 0, self.before
+        epoch = epoch if epoch in self.history else max(self.history)
+        return epoch, self.history[epoch]
+
     def state_dict(self) -> dict:
-        return {"before": self.before}
+        return {"before": self.before, "history": {str(k): v for k, v in self.history.items()}}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.before = state_dict["before"]
-
-    def on_train_end(self, trainer, pl_module):
-        self.after = self._measure(pl_module)
+        self.history = {int(k): v for k, v in state_dict.get("history", {}).items()}
 
 
 def save_model(policy, tokenizer, out: Path, merge_lora: bool = True) -> None:
@@ -146,6 +176,7 @@ def fit(cfg: Config) -> dict:
     start = time.time()
     validate(cfg)
     check_eval_config(cfg)
+    check_strategy(cfg.trainer.strategy)
     loss = build_loss_from_config(cfg)  # fail on a bad loss config before any slow work
     # Checked now, created only once every input has loaded: a failed start leaves no folder behind.
     run_dir = run_directory(cfg)
@@ -155,14 +186,20 @@ def fit(cfg: Config) -> dict:
 
     tokenizer = load_tokenizer(cfg.model.tokenizer or assets.target, cfg.model.trust_remote_code)
 
-    retain_split = cfg.data.retain_split or retain_split_for(cfg.data.forget_split)
-    forget_rows = load_split(assets.source, cfg.data.forget_split)
-    retain_rows = load_split(assets.source, retain_split)
+    if cfg.data.source == "files":
+        forget_rows, retain_rows, retain_split = load_files_sets(cfg, loss.uses_retain)
+    else:
+        retain_split = cfg.data.retain_split or retain_split_for(cfg.data.forget_split)
+        forget_rows = load_split(assets.source, cfg.data.forget_split)
+        retain_rows = load_split(assets.source, retain_split)
     datamodule = UnlearningDataModule(
         forget_rows, retain_rows, load_idk_answers(assets.source) if loss.uses_idk else [], tokenizer,
         cfg.model.prompt_format, cfg.data.max_length, cfg.data.batch_size, cfg.data.num_workers, cfg.data.seed,
-        uses_retain=loss.uses_retain, uses_idk=loss.uses_idk)
-    data_report = {**datamodule.report(), "forget_in_retain": forget_retain_overlap(forget_rows, retain_rows)}
+        uses_retain=loss.uses_retain, uses_idk=loss.uses_idk, forget_format=cfg.data.forget_format,
+        retain_format=cfg.data.retain_format)
+    both_qa = cfg.data.forget_format == cfg.data.retain_format == "qa" and retain_rows
+    data_report = {**datamodule.report(),
+                   "forget_in_retain": forget_retain_overlap(forget_rows, retain_rows) if both_qa else 0}
     if data_report["forget_in_retain"]:
         log.warning("%d of %d forget rows also appear in the retain set '%s' (same question and answer): the forget "
                     "and retain terms pull them in opposite directions. Remove them from one of the splits.",
@@ -174,14 +211,25 @@ def fit(cfg: Config) -> dict:
     if cfg.model.lora.enabled:
         lora = cfg.model.lora
         policy = apply_lora(policy, lora.r, lora.alpha, lora.dropout, lora.target_modules)
-    checkpoint = open_run_directory(cfg, run_dir)
+    if is_launched_rank():  # only global rank 0 creates or writes the run folder
+        checkpoint = last_checkpoint(run_dir) if cfg.run.resume else None
+    else:
+        checkpoint = open_run_directory(cfg, run_dir)
+        share_run_dir(run_dir)
     reference = build_reference(cfg, loss, assets.target, datamodule, lambda: load_model(
         assets.target, cfg.model.dtype, cfg.model.trust_remote_code, cfg.model.attn_implementation), policy)
 
     module = UnlearningModule(policy, loss, reference, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.warmup_epochs)
-    probe = NLLProbe(tokenizer, {"forget": forget_rows[:SUMMARY_MAX_ROWS], "retain": retain_rows[:SUMMARY_MAX_ROWS]},
+    probe_rows = {"forget": forget_rows[:SUMMARY_MAX_ROWS], "retain": retain_rows[:SUMMARY_MAX_ROWS]}
+    probe = NLLProbe(tokenizer, {name: rows for name, rows in probe_rows.items() if rows},
                      cfg.model.prompt_format, cfg.data.max_length)
-    evaluation = setup_fit_evaluation(cfg, assets, tokenizer, run_dir)  # None when eval.enabled=false
+    evaluation = None
+    if cfg.data.source == "files" and cfg.eval.enabled:
+        log.info("TOFU's evaluation needs its perturbed and general-knowledge splits, which your own data "
+                 "(data.source=files) lacks: it is skipped, and the summary reports the forget and retain NLL "
+                 "before and after unlearning.")
+    else:
+        evaluation = setup_fit_evaluation(cfg, assets, tokenizer, run_dir)  # None when eval.enabled=false
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes, strategy=cfg.trainer.strategy, precision=cfg.trainer.precision,
@@ -194,12 +242,14 @@ def fit(cfg: Config) -> dict:
         plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir))
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
 
+    eval_summary = evaluation.summary() if evaluation else None
+    nll_epoch, nll_after = probe.after(eval_summary["selected_epoch"] if eval_summary else None)
     summary = {
         "loss": cfg.loss.name, "loss_hparams": loss.hparams(), "forget_split": cfg.data.forget_split,
         "retain_split": retain_split, "target_model": assets.target, "retain_model": assets.retain,
-        "nll_before": probe.before, "nll_after": probe.after, "steps": trainer.global_step,
+        "nll_before": probe.before, "nll_after": nll_after, "nll_after_epoch": nll_epoch, "steps": trainer.global_step,
         "epochs": trainer.current_epoch, "seconds": None, "run_dir": str(run_dir), "model_dir": str(run_dir / "model"),
-        "evaluation": evaluation.summary() if evaluation else None,
+        "evaluation": eval_summary,
         "resumed_from": str(checkpoint) if checkpoint else None, "data": data_report,
     }
     if trainer.is_global_zero:
@@ -219,6 +269,8 @@ def fit(cfg: Config) -> dict:
 def format_summary(summary: dict) -> str:
     lines = [f"\nUnlearning finished: {summary['loss']} on {summary['forget_split']} "
              f"({summary['steps']} steps, {summary['seconds']} s)",
+             f"Mean answer NLL per token, before unlearning and after epoch {summary['nll_after_epoch']} "
+             "(the epoch saved as the model):",
              f"{'split':<8} {'NLL before':>11} {'NLL after':>10} {'change':>8}"]
     for split, before in summary["nll_before"].items():
         after = summary["nll_after"].get(split, float("nan"))

@@ -14,6 +14,7 @@ costs. Each method may define ``setup(module)``, which the training module calls
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -181,7 +182,8 @@ class CachedReference:
         from safetensors.torch import save_file
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".partial")
+        # A name of its own per process: parallel runs of a sweep may fill the same table at once.
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
         save_file({k: v.cpu().contiguous() for k, v in self.table.items()}, str(tmp),
                   metadata={"fingerprint": self.fingerprint})
         tmp.replace(self.path)

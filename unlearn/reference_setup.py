@@ -8,7 +8,8 @@
 - ``adapter``: under LoRA, the same network with its adapters switched off.
 - ``auto``: ``cache`` when the loss needs only sequence log-probs (``npo``, ``npo_rt``, ``dpo``),
   ``model`` when it needs logits (``kl``, ``npo_kl``), ``adapter`` under LoRA; none when the loss
-  needs no reference (``ga``, ``grad_diff``, ``idk``, ``simnpo``).
+  needs no reference (``ga``, ``grad_diff``, ``idk``, ``simnpo``). Under FSDP/DeepSpeed ``model``
+  is refused (see :func:`resolve_reference_mode`).
 """
 
 from __future__ import annotations
@@ -19,17 +20,33 @@ from unlearn.config import Config, ConfigError
 from unlearn.reference import REFERENCE_MODES, AdapterReference, CachedReference, ModelReference, fingerprint
 
 
-def resolve_reference_mode(mode: str, loss, lora: bool = False) -> str | None:
+def resolve_reference_mode(mode: str, loss, lora: bool = False, strategy: str = "auto") -> str | None:
     """The mode a run uses, or None when the loss needs no reference.
 
+    Under FSDP or DeepSpeed (``strategy``) the trainer shards only the policy: a resident second
+    model would sit whole and unsharded on every device, so ``model`` is refused there and
+    ``auto`` picks the cache (or the adapter reference under LoRA).
+
     Raises:
-        ConfigError: the mode cannot serve the loss, with the reason.
+        ConfigError: the mode cannot serve the loss or the strategy, with the reason.
     """
+    from unlearn.distributed import SHARDED_STRATEGIES, strategy_name
+
     name = type(loss).__name__
     if mode not in REFERENCE_MODES:
         raise ConfigError(f"reference.mode must be one of {', '.join(REFERENCE_MODES)}, got '{mode}'.")
     if not (loss.needs_reference_logps or loss.needs_reference_logits):
         return None
+    family = strategy_name(strategy)
+    resident = mode == "model" or (mode == "auto" and loss.needs_reference_logits)
+    if family in SHARDED_STRATEGIES and not lora and resident:
+        needs = ("it reads the reference's full next-token distribution (KL), which a log-prob cache cannot hold"
+                 if loss.needs_reference_logits else "use reference.mode=cache (or auto), which needs no second model")
+        raise ConfigError(
+            f"{name} with trainer.strategy={strategy}: a second, frozen reference model (reference.mode=model) is "
+            f"not sharded by {family}, so every device would hold a whole unsharded copy; {needs}. Options: "
+            "model.lora.enabled=true (the reference is the same sharded network with its adapters off), or "
+            "trainer.strategy=ddp with reference.mode=model when two copies fit on one device.")
     if mode == "auto":
         return "adapter" if lora else ("model" if loss.needs_reference_logits else "cache")
     if mode == "cache" and loss.needs_reference_logits:
@@ -62,7 +79,8 @@ def build_reference(cfg: Config, loss, model_path: str, datamodule, load_referen
     """
     from unlearn.lora import is_lora
 
-    mode = resolve_reference_mode(cfg.reference.mode, loss, lora=policy is not None and is_lora(policy))
+    mode = resolve_reference_mode(cfg.reference.mode, loss, lora=policy is not None and is_lora(policy),
+                                  strategy=cfg.trainer.strategy)
     if mode is None:
         return None
     if mode == "model":

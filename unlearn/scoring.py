@@ -52,7 +52,13 @@ def score_examples(model, examples: list[TokenizedExample], pad_token_id: int,
 
 def mean_token_nll(model, tokenizer, rows: list[dict], prompt_format: str = "plain", max_length: int = 512,
                    batch_size: int = 32) -> float:
-    """Mean over examples of the per-token answer NLL (``NLLbar``)."""
+    """Mean over examples of the per-token answer NLL (``NLLbar``); rows of raw ``text`` score every token."""
+    if rows and "text" in rows[0]:  # documents (data.*_format=text), chunked as in training
+        from unlearn.data.custom import tokenize_text
+
+        examples = [e for row in rows for e in tokenize_text(tokenizer, row["text"], max_length)]
+        nll, counts = score_examples(model, examples, tokenizer.pad_token_id, batch_size)
+        return (nll / counts.clamp(min=1)).mean().item()
     nll, counts = answer_nll(model, tokenizer, [r["question"] for r in rows], [r["answer"] for r in rows],
                              prompt_format, max_length, batch_size)
     return (nll / counts.clamp(min=1)).mean().item()

@@ -18,7 +18,7 @@ from typing import Any
 
 from unlearn.config import Config, ConfigError
 
-DATA_SOURCES = ("builtin", "tofu")
+DATA_SOURCES = ("builtin", "tofu", "files")
 # Lightning's accepted strings (its `_PRECISION_INPUT`), spelled out so a typo fails at load time.
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64",
               "transformer-engine", "transformer-engine-float16")
@@ -98,6 +98,8 @@ def _check_choices(cfg: Config) -> None:
     from unlearn.models import DTYPES
 
     _choice("data.source", cfg.data.source, DATA_SOURCES)
+    _choice("data.forget_format", cfg.data.forget_format, ("qa", "text"))
+    _choice("data.retain_format", cfg.data.retain_format, ("qa", "text"))
     _choice("model.prompt_format", cfg.model.prompt_format, PROMPT_FORMATS)
     _choice("model.dtype", cfg.model.dtype, tuple(DTYPES))
     _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)

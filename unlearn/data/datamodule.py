@@ -108,15 +108,18 @@ class UnlearningDataModule(L.LightningDataModule):
 
     def __init__(self, forget_rows, retain_rows, idk_answers, tokenizer, prompt_format: str = "plain",
                  max_length: int = 128, batch_size: int = 8, num_workers: int = 0, seed: int = 1001,
-                 uses_retain: bool = True, uses_idk: bool = False):
+                 uses_retain: bool = True, uses_idk: bool = False, forget_format: str = "qa",
+                 retain_format: str = "qa"):
         super().__init__()
         self.tokenizer = tokenizer
         self.fmt = PromptFormat(prompt_format)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.forget = tokenize_split(forget_rows, tokenizer, self.fmt, max_length, name="forget")
-        self.retain = (tokenize_split(retain_rows, tokenizer, self.fmt, max_length, name="retain")
-                       if uses_retain else None)
+        self.forget = self._tokenize(forget_rows, forget_format, max_length, "forget")
+        self.retain = self._tokenize(retain_rows, retain_format, max_length, "retain") if uses_retain else None
         self.idk = None
+        if uses_idk and forget_format == "text":
+            raise DataError("The IDK and DPO strategies answer each forget question with a refusal, and a raw-text "
+                            "forget set (data.forget_format=text) has no questions; choose another loss.")
         if uses_idk:
             rng = random.Random(seed + 1)
             idk_rows = [{"question": r["question"], "answer": rng.choice(idk_answers)} for r in forget_rows]
@@ -130,6 +133,13 @@ class UnlearningDataModule(L.LightningDataModule):
         self.max_length = max_length
         self._loader: ResumableDataLoader | None = None
         self._resume_at: dict | None = None  # the loader's place in an epoch, from a checkpoint
+
+    def _tokenize(self, rows: list[dict], fmt: str, max_length: int, name: str) -> QASplit:
+        if fmt == "text":  # documents: language-modelling chunks (unlearn.data.custom)
+            from unlearn.data.custom import text_rows_and_examples
+
+            return QASplit(*text_rows_and_examples(rows, self.tokenizer, max_length))
+        return tokenize_split(rows, self.tokenizer, self.fmt, max_length, name=name)
 
     def report(self) -> dict:
         """Sizes and truncation counts of the tokenised splits, for the run summary."""

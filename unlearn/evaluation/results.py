@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from unlearn.evaluation import metrics
+from unlearn.evaluation.fluency import FLUENCY_FIGURES, fluency
 
 SPLITS = ("forget", "retain", "real_authors", "world_facts")
 UTILITY_SPLITS = ("retain", "real_authors", "world_facts")
@@ -29,6 +30,9 @@ def metric_key(split: str, figure: str) -> str:
 
 SUMMARY_KEYS = ("forget/forget_quality", "utility/model_utility",
                 *(metric_key(split, figure) for split in SPLITS for figure in FIGURES))
+# Fluency of the greedy generations (``forget/distinct_2``, ``utility/retain_repetition``...): reported
+# beside the summary, never part of model utility.
+FLUENCY_KEYS = tuple(metric_key(split, figure) for split in SPLITS for figure in FLUENCY_FIGURES)
 
 
 @dataclass
@@ -117,8 +121,14 @@ class EvalResult:
                 out[metric_key(split, figure)] = value
         return out
 
+    def fluency(self) -> dict[str, float]:
+        """Distinct-2 and repetition rate of each split's generations, keyed as :data:`FLUENCY_KEYS`."""
+        return {metric_key(split, figure): value for split in SPLITS
+                for figure, value in fluency(self.splits[split].generation).items()}
+
     def to_dict(self) -> dict:
-        return {"summary": self.summary(), "forget_quality_reason": self.forget_quality_reason, "info": self.info,
+        return {"summary": self.summary(), "fluency": self.fluency(),
+                "forget_quality_reason": self.forget_quality_reason, "info": self.info,
                 "per_question": {name: split.to_dict() for name, split in self.splits.items()}}
 
     @classmethod

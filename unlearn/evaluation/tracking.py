@@ -63,6 +63,7 @@ class FitEvaluation:
         return {
             "target": _numbers(records[0]) if records else None,
             "retain": None if self.retain is None else self.retain.summary(),
+            "retain_fluency": None if self.retain is None else self.retain.fluency(),
             "unlearned": None if selected is None else _numbers(selected),
             "selected_epoch": None if selected is None else selected["epoch"],
             "selection_rule": self.selection.rule,

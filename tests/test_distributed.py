@@ -1,0 +1,94 @@
+"""Training under DDP: 2 CPU processes (gloo) end where 1 process with the same global batch ends."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from unlearn.config import ConfigError
+from unlearn.distributed import RUN_DIR_ENV, check_strategy, launched_run_dir, strategy_name
+
+# 20 authors x 4 questions: forget10 holds 8 rows, two global batches of 4 a epoch. A row count
+# divisible by the global batch matters: the sampler pads a short last batch differently per world size.
+TINY = ["--config", "model/tiny", "loss.name=npo", "loss.beta=0.1", "data.builtin.num_authors=20",
+        "data.builtin.questions_per_author=4", "trainer.max_epochs=2", "trainer.accelerator=cpu",
+        "eval.max_rows=6", "eval.max_new_tokens=4", "eval.batch_size=4", "trainer.deterministic=true"]
+
+
+def _fit(tmp_path: Path, name: str, *overrides: str) -> Path:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", RUN_DIR_ENV):
+        env.pop(variable, None)
+    command = [sys.executable, "-m", "unlearn", "fit", *TINY, f"run.cache_dir={tmp_path / 'cache'}",
+               f"run.output_dir={tmp_path / 'runs'}", *([f"run.name={name}"] if name else []), *overrides]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp_path / "runs" / name if name else tmp_path / "runs"
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    single = _fit(tmp_path, "single", "trainer.devices=1", "data.batch_size=4")
+    # No run.name: the timestamped default must be chosen once, by rank 0, for both processes.
+    runs = _fit(tmp_path, "", "trainer.strategy=ddp", "trainer.devices=2", "data.batch_size=2")
+    ddp = next(p for p in runs.iterdir() if p.name != "single")
+
+    one, two = load_file(single / "model" / "model.safetensors"), load_file(ddp / "model" / "model.safetensors")
+    assert one.keys() == two.keys()
+    for name in one:
+        assert (one[name] - two[name]).abs().max() < 1e-5, name
+    start = load_file(json.loads((single / "summary.json").read_text())["target_model"] + "/model.safetensors")
+    assert any((start[n] - one[n]).abs().max() > 1e-4 for n in one), "training moved no weight"
+
+    summaries = [json.loads((run / "summary.json").read_text()) for run in (single, ddp)]
+    assert summaries[0]["steps"] == summaries[1]["steps"] == 4
+    history = [s["evaluation"]["history"] for s in summaries]
+    assert len(history[0]) == len(history[1]) == 3  # before training and after each epoch
+    for a, b in zip(*history):
+        for key, value in a.items():
+            if isinstance(value, float):
+                assert b[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert summaries[0]["evaluation"]["selected_epoch"] == summaries[1]["evaluation"]["selected_epoch"]
+
+
+def test_launched_rank_reuses_rank_zero_run_folder(monkeypatch, tmp_path):
+    for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", RUN_DIR_ENV):
+        monkeypatch.delenv(variable, raising=False)
+    assert launched_run_dir(None, str(tmp_path)) is None  # the starting process picks the folder itself
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert launched_run_dir(None, str(tmp_path)) is None  # rank 0 after launch is still the starting process
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ConfigError, match="run.name"):
+        launched_run_dir(None, str(tmp_path))
+    assert launched_run_dir("r", str(tmp_path)) == tmp_path / "r"
+    monkeypatch.setenv(RUN_DIR_ENV, str(tmp_path / "shared"))
+    assert launched_run_dir("other", str(tmp_path)) == tmp_path / "shared"
+
+
+def test_strategy_families_and_missing_deepspeed_is_a_clear_error():
+    assert strategy_name("deepspeed_stage_3") == "deepspeed" and strategy_name("fsdp") == "fsdp"
+    assert strategy_name("ddp_spawn") == "ddp" and strategy_name("auto") == "auto"
+    check_strategy("ddp")
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"pip install -e '\.\[deepspeed\]'"):
+            check_strategy("deepspeed_stage_3")
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed_stage_3"])
+def test_sharded_strategies_take_the_cache_and_refuse_a_resident_reference_model(strategy):
+    from unlearn.losses import build_loss
+    from unlearn.reference_setup import resolve_reference_mode
+
+    assert resolve_reference_mode("auto", build_loss("npo"), strategy=strategy) == "cache"
+    assert resolve_reference_mode("auto", build_loss("npo_kl"), lora=True, strategy=strategy) == "adapter"
+    with pytest.raises(ConfigError, match="not sharded.*reference.mode=cache"):
+        resolve_reference_mode("model", build_loss("npo"), strategy=strategy)
+    with pytest.raises(ConfigError, match="full next-token distribution.*model.lora.enabled=true"):
+        resolve_reference_mode("auto", build_loss("kl"), strategy=strategy)
+    assert resolve_reference_mode("model", build_loss("kl"), strategy="ddp") == "model"

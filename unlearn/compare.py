@@ -1,0 +1,168 @@
+"""``python -m unlearn compare RUN_DIR... [--out DIR]``: finished runs side by side.
+
+Reads each run's ``summary.json`` (written by ``fit``) and writes into ``--out``:
+
+- ``comparison.md``: one row per run (method, forget split, forget quality and model utility of
+  the selected epoch, forget ROUGE-L, fluency of the forget-set generations, selected epoch, last
+  epoch, early stop), preceded by the target and retain models of each forget split;
+- ``comparison.png``: forget quality (log scale) against model utility, one trajectory per run with
+  a point per evaluated epoch, beside model utility against training step (:mod:`unlearn.plots`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from unlearn.plots import save_png, trajectory_figure
+
+FQ, MU = "forget/forget_quality", "utility/model_utility"
+COLUMNS = ("run", "method", "forget split", "forget quality", "model utility (× target)", "forget ROUGE-L",
+           "forget distinct-2", "forget repetition", "selected epoch", "last epoch: FQ / MU", "stopped")
+
+
+class NotARunError(FileNotFoundError):
+    """A folder given to ``compare`` that does not hold a finished, evaluated ``fit`` run."""
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """A finished run's summary, with its evaluation history.
+
+    Raises:
+        NotARunError: no such folder, no ``summary.json`` (not a run, or not finished), or a run
+            without evaluation (``eval.enabled=false``).
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "summary.json"
+    if not run_dir.is_dir():
+        raise NotARunError(f"{run_dir} is not a folder.")
+    if not path.is_file():
+        raise NotARunError(f"{run_dir} is not a finished run: it has no summary.json (fit writes it at the end "
+                           f"of a run; give folders such as runs/npo_rt_forget10_...).")
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise NotARunError(f"{path} is not valid JSON ({err}).") from err
+    evaluation = summary.get("evaluation") if isinstance(summary, dict) else None
+    if not evaluation or not evaluation.get("history"):
+        raise NotARunError(f"{run_dir} has no evaluation history (it was run with eval.enabled=false); "
+                           f"evaluate it with `python -m unlearn eval model.path={run_dir / 'model'}` instead.")
+    return summary
+
+
+def _num(value, digits: str = ".3f") -> str:
+    if value is None:
+        return "n/a"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.3g}" if digits == "g" else format(value, digits)
+
+
+def _record(history: list[dict], epoch: int | None) -> dict:
+    return next((r for r in history if r["epoch"] == epoch), {})
+
+
+def run_row(name: str, summary: dict) -> dict[str, str]:
+    """The table row of one run: the selected epoch's numbers and how the run ended."""
+    evaluation = summary["evaluation"]
+    history, selected = evaluation["history"], evaluation["selected_epoch"]
+    chosen = {**_record(history, selected), **(evaluation.get("unlearned") or {})}
+    start, last = history[0], history[-1]
+    ratio = chosen.get(MU) / start[MU] if chosen.get(MU) is not None and start.get(MU) else None
+    stopped = f"epoch {evaluation['stopped_epoch']} (collapse)" if evaluation.get("stopped_epoch") is not None else "no"
+    return {"run": name, "method": summary["loss"], "forget split": summary["forget_split"],
+            "forget quality": _num(chosen.get(FQ), "g"),
+            "model utility (× target)": f"{_num(chosen.get(MU))} ({_num(ratio, '.2f')}×)",
+            "forget ROUGE-L": _num(chosen.get("forget/rouge_l")),
+            "forget distinct-2": _num(chosen.get("forget/distinct_2")),
+            "forget repetition": _num(chosen.get("forget/repetition"), ".2f"),
+            "selected epoch": str(selected), "last epoch: FQ / MU":
+                f"{last['epoch']}: {_num(last.get(FQ), 'g')} / {_num(last.get(MU))}", "stopped": stopped}
+
+
+def reference_rows(summary: dict) -> list[dict[str, str]]:
+    """The target (epoch 0 of the run) and retain models of a run's forget split."""
+    split, evaluation = summary["forget_split"], summary["evaluation"]
+    start = evaluation["history"][0]
+    retain = {**(evaluation.get("retain") or {}), **(evaluation.get("retain_fluency") or {})}
+    rows = [("target (before unlearning)", start), ("retain model", retain)]
+    return [{"run": "", "method": method, "forget split": split, "forget quality": _num(values.get(FQ), "g"),
+             "model utility (× target)": _num(values.get(MU)), "forget ROUGE-L": _num(values.get("forget/rouge_l")),
+             "forget distinct-2": _num(values.get("forget/distinct_2")),
+             "forget repetition": _num(values.get("forget/repetition"), ".2f"),
+             "selected epoch": "", "last epoch: FQ / MU": "", "stopped": ""} for method, values in rows]
+
+
+def comparison_table(runs: dict[str, dict]) -> str:
+    """Markdown table of ``{name: summary}``: reference models per forget split, then one row per run."""
+    rows, first = [], {}
+    for summary in runs.values():  # per split, a run that also recorded the retain model's fluency, if any
+        split = summary["forget_split"]
+        if split not in first or (summary["evaluation"].get("retain_fluency")
+                                  and not first[split]["evaluation"].get("retain_fluency")):
+            first[split] = summary
+    for summary in first.values():
+        rows.extend(reference_rows(summary))
+    rows.extend(run_row(name, summary) for name, summary in runs.items())
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|---|---|---|" + "---:|" * (len(COLUMNS) - 4) + "---|"]
+    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> dict[str, Path]:
+    """Write ``comparison.md`` and ``comparison.png`` for ``run_dirs`` into ``out``.
+
+    Returns:
+        ``{"table": path, "figure": path}``.
+
+    Raises:
+        NotARunError: a folder that is not a finished, evaluated run (checked before anything is written).
+        ValueError: no folders, or two with the same name.
+    """
+    if not run_dirs:
+        raise ValueError("give at least one run folder")
+    runs: dict[str, dict] = {}
+    for run_dir in run_dirs:
+        name = Path(run_dir).resolve().name
+        if name in runs:
+            raise ValueError(f"two runs are named {name}; give folders with different names")
+        runs[name] = load_run(run_dir)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    heading = title or f"Comparison of {len(runs)} run{'s' * (len(runs) > 1)}"
+    notes = ["", "Numbers are those of each run's selected epoch (the model saved as `<run>/model`); "
+             "model utility in brackets is relative to the run's epoch 0. Fluency (distinct-2, repetition) "
+             "is measured on the forget split's greedy generations and is not part of model utility.", ""]
+    table = out / "comparison.md"
+    table.write_text(f"# {heading}\n\n{comparison_table(runs)}\n" + "\n".join(notes)
+                     + "\n![forget quality vs model utility](comparison.png)\n")
+    references = {f"retain model ({s['forget_split']})": ((s["evaluation"].get("retain") or {}).get(MU),
+                                                         (s["evaluation"].get("retain") or {}).get(FQ))
+                  for s in runs.values()}
+    figure = save_png(trajectory_figure({name: s["evaluation"]["history"] for name, s in runs.items()}, heading,
+                                        {name: s["evaluation"]["selected_epoch"] for name, s in runs.items()},
+                                        references), out / "comparison.png")
+    return {"table": table, "figure": figure}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m unlearn compare``: its own flags (run folders), not a run config."""
+    parser = argparse.ArgumentParser(prog="python -m unlearn compare",
+                                     description="Table and figure comparing finished `fit` runs.")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders written by `python -m unlearn fit`")
+    parser.add_argument("--out", default=None, help="folder for comparison.md and comparison.png "
+                        "(default: compare/ beside the first run)")
+    parser.add_argument("--title", default=None, help="heading of the table and the figure")
+    args = parser.parse_args(argv)
+    out = args.out or Path(args.runs[0]).resolve().parent / "compare"
+    try:
+        paths = compare(args.runs, out, args.title)
+    except (NotARunError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(paths["table"].read_text())
+    print(f"Wrote {paths['table']} and {paths['figure']}")
+    return 0

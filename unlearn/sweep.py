@@ -1,0 +1,170 @@
+"""``python -m unlearn.sweep``: the runs behind docs/results.md (the NPO paper's findings, built-in benchmark).
+
+Groups of ``fit`` runs, each run a ``python -m unlearn fit`` subprocess with its own log:
+
+- ``forget01``, ``forget05``, ``forget10``: every loss strategy on that split, built-in defaults;
+- ``forget50``: the same on half the authors, from a benchmark generated with
+  ``data.builtin.forget_percents=[1,5,10,50]`` (a different benchmark, so its own target and
+  retain models, trained and cached on first use);
+- ``long``: gradient ascent and NPO on forget10 for ``--long-epochs`` epochs with the collapse stop
+  off (``eval.collapse_fraction=0``), to show how utility decays over steps.
+
+A run whose ``summary.json`` exists is skipped, so an interrupted sweep continues where it
+stopped. Target and retain models are prepared one split at a time before any run starts, so
+parallel runs never train the same model at once. Each group ends with ``python -m unlearn
+compare`` of its finished runs in ``<out>/compare/<group>/``, and ``<out>/commands.txt`` lists every
+command run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+STRATEGIES = ("ga", "grad_diff", "kl", "idk", "dpo", "npo", "npo_rt", "npo_kl", "simnpo")
+SPLITS = ("forget01", "forget05", "forget10", "forget50")
+LARGE_BENCHMARK = "data.builtin.forget_percents=[1,5,10,50]"  # the default benchmark has no forget50
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ``fit`` run of the sweep."""
+
+    group: str
+    name: str
+    overrides: tuple[str, ...]
+
+    @property
+    def benchmark(self) -> tuple[str, ...]:
+        """Overrides that choose the benchmark and the forget split (what ``finetune`` needs)."""
+        return tuple(o for o in self.overrides if o.startswith(("data.builtin.", "data.forget_split=")))
+
+
+def plan(long_epochs: int = 40) -> list[Run]:
+    """Every run of the full sweep, in the order they start."""
+    runs = []
+    for split in SPLITS:
+        extra = (LARGE_BENCHMARK,) if split == "forget50" else ()
+        runs += [Run(split, f"{split}_{loss}", (f"loss.name={loss}", f"data.forget_split={split}", *extra))
+                 for loss in STRATEGIES]
+    for loss in ("ga", "npo"):
+        runs.append(Run("long", f"long_{loss}", (f"loss.name={loss}", "data.forget_split=forget10",
+                                                 f"trainer.max_epochs={long_epochs}", "eval.collapse_fraction=0",
+                                                 "eval.every_n_epochs=2")))
+    return runs
+
+
+def select(runs: list[Run], patterns: list[str]) -> list[Run]:
+    """Runs whose group or name matches one of the shell-style ``patterns`` (all when none given)."""
+    if not patterns:
+        return runs
+    chosen = [r for r in runs if any(fnmatch.fnmatch(r.group, p) or fnmatch.fnmatch(r.name, p) for p in patterns)]
+    if not chosen:
+        raise SystemExit(f"no run matches {patterns}; groups: {sorted({r.group for r in runs})}")
+    return chosen
+
+
+def fit_command(run: Run, out: Path, common: list[str], configs: list[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "unlearn", "fit", *configs, *run.overrides, *common, f"run.output_dir={out}",
+            f"run.name={run.name}", "trainer.enable_progress_bar=false"]
+
+
+def _run_logged(cmd: list[str], log_path: Path, env: dict, commands: Path) -> int:
+    with commands.open("a") as f:
+        f.write(shlex.join(cmd) + "\n")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def sweep(runs: list[Run], out: Path, common: list[str], jobs: int = 1, threads: int | None = None,
+          configs: list[str] = (), everything: list[Run] | None = None) -> dict[str, int]:
+    """Run ``runs`` (skipping finished ones) ``jobs`` at a time, then compare each group.
+
+    Args:
+        common: Overrides given to every run (e.g. ``run.cache_dir=/tmp/uc``).
+        configs: ``--config`` arguments of every run (e.g. ``["--config", "model/tiny"]``).
+        everything: The full plan: each group's comparison holds all its finished runs, not only ``runs``.
+        threads: ``OMP_NUM_THREADS`` of each run; on shared cores one thread per run is fastest.
+
+    Returns:
+        ``{run name: exit status}`` of the runs started (0 for success).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    commands, env = out / "commands.txt", dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    todo = [r for r in runs if not (out / r.name / "summary.json").is_file()]
+    print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished; {len(todo)} to run, {jobs} at a time.")
+    # Models first, one benchmark at a time, so parallel runs never train the same model.
+    for benchmark in dict.fromkeys(r.benchmark for r in todo):
+        cmd = [sys.executable, "-m", "unlearn", "finetune", *configs, *benchmark, *common]
+        name = re.sub(r"[^\w.-]+", "_", "_".join(o.split("=", 1)[1] for o in benchmark))
+        if _run_logged(cmd, out / "logs" / f"finetune_{name}.log", env, commands):
+            raise SystemExit(f"preparing models failed: {shlex.join(cmd)}")
+
+    def one(run: Run) -> tuple[str, int]:
+        start = time.time()
+        # A failed earlier attempt leaves a folder behind that fit would refuse to reuse.
+        cmd = fit_command(run, out, [*common, "run.overwrite=true"], configs)
+        status = _run_logged(cmd, out / "logs" / f"{run.name}.log", env, commands)
+        print(f"{run.name}: {'done' if status == 0 else f'FAILED ({status})'} in {time.time() - start:.0f} s",
+              flush=True)
+        return run.name, status
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        statuses = dict(pool.map(one, todo))
+    for group in dict.fromkeys(r.group for r in runs):
+        finished = [out / r.name for r in everything or runs
+                    if r.group == group and (out / r.name / "summary.json").is_file()]
+        if finished:
+            from unlearn.compare import compare
+
+            compare(finished, out / "compare" / group, title=f"{group}: {len(finished)} runs")
+            with commands.open("a") as f:
+                f.write(shlex.join([sys.executable, "-m", "unlearn", "compare", *map(str, finished), "--out",
+                                    str(out / "compare" / group)]) + "\n")
+    return statuses
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m unlearn.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("patterns", nargs="*", metavar="GROUP_OR_RUN",
+                        help="groups (forget01, forget05, forget10, forget50, long) or run names, shell patterns "
+                             "allowed (e.g. 'forget50_*npo*'); default: everything")
+    parser.add_argument("--out", default="runs/sweep", help="folder of the runs, logs and comparisons")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each run")
+    parser.add_argument("--long-epochs", type=int, default=40, help="epochs of the long GA and NPO runs")
+    parser.add_argument("--set", action="append", default=[], metavar="key=value",
+                        help="an override for every run, e.g. --set run.cache_dir=/tmp/uc (may repeat)")
+    parser.add_argument("--config", action="append", default=[], metavar="FILE",
+                        help="a config file for every run, before the sweep's overrides (may repeat)")
+    parser.add_argument("--list", action="store_true", help="print the commands and exit")
+    args = parser.parse_args(argv)
+    everything = plan(args.long_epochs)
+    runs = select(everything, args.patterns)
+    out, configs = Path(args.out), [arg for name in args.config for arg in ("--config", name)]
+    if args.list:
+        for run in runs:
+            print(f"[{run.group}] {shlex.join(fit_command(run, out, args.set, configs))}")
+        return 0
+    statuses = sweep(runs, out, args.set, args.jobs, args.threads, configs, everything)
+    failed = [name for name, status in statuses.items() if status]
+    print(f"Comparisons in {out / 'compare'}; commands in {out / 'commands.txt'}.")
+    if failed:
+        print(f"Failed: {', '.join(failed)} (logs in {out / 'logs'})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
