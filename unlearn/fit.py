@@ -9,9 +9,9 @@ import json
 import logging
 import shutil
 import time
-from functools import partial
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -21,16 +21,16 @@ from unlearn.checkpoints import (CHECKPOINT_DIR, AtomicCheckpointIO, LastCheckpo
                                  save_pretrained_atomic)
 from unlearn.config import Config, ConfigError, LossConfig
 from unlearn.data.datamodule import UnlearningDataModule
-from unlearn.distributed import check_strategy, is_launched_rank, launched_run_dir, share_run_dir
 from unlearn.data.sources import (builtin_benchmark_dir, forget_retain_overlap, load_idk_answers, load_split,
                                   retain_split_for)
+from unlearn.distributed import check_strategy, is_launched_rank, launched_run_dir, share_run_dir
 from unlearn.evaluate import check_eval_config
 from unlearn.evaluation.tracking import format_fit_summary, setup_fit_evaluation
 from unlearn.finetune import finetune
 from unlearn.losses import build_loss
+from unlearn.lora import apply_lora, model_for_saving
 from unlearn.models import load_model, load_tokenizer
 from unlearn.module import UnlearningModule
-from unlearn.lora import apply_lora, model_for_saving
 from unlearn.reference_setup import build_reference
 from unlearn.resume import check_new_run, check_outside_inputs, check_resumable, open_run_directory
 from unlearn.scoring import mean_token_nll
