@@ -209,30 +209,20 @@ def compute_sequence_logps(model, examples: dict[str, list], pad_token_id: int, 
                            rank: int = 0, world_size: int = 1, gather=None, context=None) -> dict[str, Tensor]:
     """``log π(a | q)`` for every row of every split, in eval mode, sharded over ranks.
 
-    Rows are sorted by length within a rank's shard so that batches carry little padding.
+    Each rank scores every ``world_size``-th row (batched by length in ``score_examples``).
     """
-    from contextlib import nullcontext
+    from unlearn.scoring import score_examples
 
-    from unlearn.data.formatting import collate
-
-    was_training = model.training
-    model.eval()
     table = {}
     for split, rows in examples.items():
-        mine = [i for i in range(len(rows)) if i % world_size == rank]
-        mine.sort(key=lambda i: len(rows[i].input_ids))
+        mine = list(range(rank, len(rows), world_size))
+        nll, _ = score_examples(model, [rows[i] for i in mine], pad_token_id, batch_size, context)
         values = torch.zeros(len(rows), dtype=torch.float32, device=device)
-        for start in range(0, len(mine), batch_size):
-            ids = mine[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in collate([rows[i] for i in ids], pad_token_id).items()}
-            with (context() if context else nullcontext()):
-                logits = forward_logits(model, batch)
-            values[torch.tensor(ids, device=device)] = -sequence_nll(logits, batch["labels"])
+        values[torch.tensor(mine, dtype=torch.long, device=device)] = -nll.to(device)
         if world_size > 1:
             # Each rank filled only its own rows (zeros elsewhere); summing the shards assembles the table.
             values = gather(values).sum(dim=0)
         table[split] = values.cpu()
-    model.train(was_training)
     return table
 
 

@@ -6,6 +6,8 @@ evaluation metrics are built on these per-example numbers.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from unlearn.data.formatting import PromptFormat, TokenizedExample, collate, tokenize_qa
@@ -28,12 +30,16 @@ def answer_nll(model, tokenizer, questions: list[str], answers: list[str], promp
 
 
 @torch.no_grad()
-def score_examples(model, examples: list[TokenizedExample], pad_token_id: int,
-                   batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def score_examples(model, examples: list[TokenizedExample], pad_token_id: int, batch_size: int = 32,
+                   context=None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`answer_nll` on already tokenised examples: ``(nll_sum, n_tokens)``, in input order.
 
     The evaluation flattens every (question, candidate answer) pair of a split into one list and
     scores it here, so the perturbed answers of many questions share each forward pass.
+
+    Args:
+        context: Optional zero-argument callable returning the context each forward pass runs in
+            (Lightning's precision context, so numbers match those of the training steps).
     """
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     device = next(model.parameters()).device
@@ -44,7 +50,9 @@ def score_examples(model, examples: list[TokenizedExample], pad_token_id: int,
     for start in range(0, len(order), batch_size):
         ids = order[start:start + batch_size]
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in ids], pad_token_id).items()}
-        nll[ids] = sequence_nll(forward_logits(model, batch), batch["labels"]).cpu()
+        with context() if context else nullcontext():
+            logits = forward_logits(model, batch)
+        nll[ids] = sequence_nll(logits, batch["labels"]).cpu()
         counts[ids] = token_counts(batch["labels"]).cpu()
     model.train(was_training)
     return nll, counts

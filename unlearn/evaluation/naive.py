@@ -9,21 +9,17 @@ speed (``python -m unlearn bench``) and checked for equality (tests).
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from unlearn.data.formatting import PromptFormat, collate, prompt_ids, tokenize_qa
+from unlearn.data.formatting import PromptFormat, prompt_ids
 from unlearn.evaluation.generation import greedy_generate
 from unlearn.evaluation.metrics import rouge_l_recall
 from unlearn.evaluation.results import AUTHOR_SPLITS, SPLITS, EvalResult, SplitResult
-from unlearn.losses.base import forward_logits, sequence_nll, token_counts
+from unlearn.scoring import answer_nll
 
 
-@torch.no_grad()
 def _nll_bar(model, tokenizer, fmt: PromptFormat, question: str, answer: str, max_length: int) -> float:
-    example = tokenize_qa(tokenizer, fmt, question, answer, max_length)
-    device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in collate([example], tokenizer.pad_token_id).items()}
-    return (sequence_nll(forward_logits(model, batch), batch["labels"]) / token_counts(batch["labels"])).item()
+    total, count = answer_nll(model, tokenizer, [question], [answer], fmt.name, max_length, batch_size=1)
+    return (total / count).item()
 
 
 def naive_evaluate(model, tokenizer, splits: dict[str, list[dict]], prompt_format: str = "plain",
