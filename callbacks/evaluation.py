@@ -9,6 +9,7 @@ import lightning as L
 from typing_extensions import override
 
 from unlearn.evaluation.results import FLUENCY_KEYS, SUMMARY_KEYS, EvalResult
+from unlearn.sharding import whole_weights
 
 log = logging.getLogger(__name__)
 PROGRESS_BAR_KEYS = ("utility/model_utility", "forget/forget_quality")
@@ -47,7 +48,10 @@ class TofuEvaluation(L.Callback):
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> dict[str, Any]:
         """Evaluate now, record the result as ``epoch`` and log it."""
         model = getattr(pl_module, "policy", pl_module)
-        result = self.evaluator(model, rank=trainer.global_rank, world_size=trainer.world_size)
+        # Each rank answers its own questions, for as many tokens as it needs: under a sharding
+        # strategy that needs every weight whole on every rank (unlearn.sharding).
+        with whole_weights(trainer):
+            result = self.evaluator(model, rank=trainer.global_rank, world_size=trainer.world_size)
         result.compare_with_retain(self.retain)
         record = {"epoch": epoch, "step": trainer.global_step, **result.summary(), **result.fluency()}
         self.records.append(record)

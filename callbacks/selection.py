@@ -111,8 +111,11 @@ class BestEpochSelection(L.Callback):
             return
         self.selected = dict(record)
         if self.rule != "last" and self.save_dir is not None:
+            # Under a sharding strategy the whole weights are gathered onto rank 0, which takes every rank.
+            whole = getattr(pl_module, "whole_policy", None)
+            model = whole() if whole else getattr(pl_module, "policy", pl_module)
             if trainer.is_global_zero:
-                self._save(getattr(pl_module, "policy", pl_module))
+                self._save(model)
             self.saved_epoch = record["epoch"]
 
     def _save(self, model) -> None:

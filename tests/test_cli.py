@@ -1,10 +1,12 @@
 """The command line end to end on a tiny built-in config: run folder, model, logs, refusal to overwrite."""
 
 import json
+import math
 import subprocess
 import sys
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
 from unlearn.cli import main
@@ -43,6 +45,19 @@ def test_builtin_models_are_cached_and_reused(run, capsys):
     stamp = (models[0] / "target" / "model.safetensors").stat().st_mtime_ns
     assert main(["fit", *_args(run, "run.name=again")]) == 0
     assert (models[0] / "target" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_bf16_run_trains_evaluates_and_saves_bf16_weights(run):
+    # The bf16 path without a GPU: weights, the cached reference log-probs and evaluation in bfloat16.
+    from safetensors.torch import load_file
+
+    assert main(["fit", *_args(run, "run.name=bf16", "trainer.precision=bf16-true", "model.dtype=bfloat16",
+                                "trainer.max_epochs=2", "eval.max_rows=8")]) == 0
+    run_dir = run / "runs" / "bf16"
+    assert {v.dtype for v in load_file(run_dir / "model" / "model.safetensors").values()} == {torch.bfloat16}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] > 0 and summary["evaluation"]["selected_epoch"] in (1, 2)
+    assert all(math.isfinite(v) for v in summary["nll_after"].values())
 
 
 def test_existing_run_folder_is_never_overwritten(run, capsys):

@@ -53,6 +53,9 @@ def test_compare_writes_the_table_and_a_readable_png(runs, tmp_path):
     assert "| ga_run | ga | forget10 | 0.1 | 0.600 (0.80×) | 0.500 | 0.500 | 0.50 | 1 | 2: 0.6 / 0.100 | " \
            "epoch 2 (collapse) |" in table
     assert "| npo_run | npo | forget10 | 0.4 | 0.730 (0.97×) |" in table
+    # Best forget quality among epochs that kept 0.9x the starting utility: none for GA (0.80x, then 0.13x).
+    assert "| best FQ at MU ≥ 0.9× (epoch) |" in table.splitlines()[2]
+    assert table.count("epoch 2 (collapse) | none |") == 1 and "| no | 0.4 (2) |" in table
     assert "| target (before unlearning) | forget10 | 0.007 | 0.750 |" in table
     assert "| retain model | forget10 | 1 | 0.400 | 0.400 | 0.900 | 0.90 |" in table
     data = paths["figure"].read_bytes()
@@ -101,18 +104,36 @@ def test_trajectory_figure_renders_runs_without_forget_quality():
     assert image.dtype == np.uint8 and image.shape[2] == 3
 
 
+def test_utility_floor_picks_the_best_forget_quality_that_kept_utility(runs, tmp_path):
+    from unlearn.compare import best_within_utility
+
+    history = [record(0, 0.01, 0.8), record(1, 0.5, 0.5), record(2, 0.2, 0.75), record(3, 0.2, 0.79)]
+    assert best_within_utility(history, 0.9)["epoch"] == 2  # epoch 1 lost too much; ties go to the earliest
+    assert best_within_utility(history, 0.5)["epoch"] == 1
+    assert best_within_utility(history, 0.99) is None
+    table = compare(runs, tmp_path / "floor", utility_floor=0.5)["table"].read_text()
+    assert "best FQ at MU ≥ 0.5× (epoch)" in table and "(collapse) | 0.1 (1) |" in table
+    with pytest.raises(ValueError, match="utility floor"):
+        compare(runs, tmp_path / "bad", utility_floor=90)
+
+
 def test_sweep_plan_covers_every_strategy_and_split():
     from unlearn.losses import LOSSES
     from unlearn.sweep import plan, select
 
     runs = plan()
-    assert len(runs) == len(LOSSES) * 4 + 2
+    assert len(runs) == len(LOSSES) * 4 + 2 + 2 * 5
     assert {r.name for r in select(runs, ["forget10"])} == {f"forget10_{name}" for name in LOSSES}
     forget50 = select(runs, ["forget50_npo"])[0]
     assert "data.builtin.forget_percents=[1,5,10,50]" in forget50.overrides
     assert forget50.benchmark == ("data.forget_split=forget50", "data.builtin.forget_percents=[1,5,10,50]")
     assert [r.name for r in select(runs, ["long"])] == ["long_ga", "long_npo"]
     assert all("eval.collapse_fraction=0" in r.overrides for r in select(runs, ["long"]))
+    beta = select(runs, ["beta"])
+    assert {r.name for r in beta} >= {"forget10_npo_rt_beta0.1", "forget50_npo_rt_beta0.1"}
+    assert all("loss.beta=0.1" in r.overrides for r in beta)
+    # Only strategies that take a beta: the others would reject loss.beta.
+    assert not {r.overrides[0] for r in beta} & {"loss.name=ga", "loss.name=grad_diff", "loss.name=kl", "loss.name=idk"}
 
 
 def test_every_sweep_run_has_a_valid_config():
@@ -121,5 +142,5 @@ def test_every_sweep_run_has_a_valid_config():
     from unlearn.sweep import plan, select
 
     # Every strategy once, the large benchmark and the long runs (the other splits differ only in the split name).
-    for run in select(plan(), ["forget10", "forget50_npo", "long"]):
+    for run in select(plan(), ["forget10", "forget50_npo", "long", "beta"]):
         build_loss_from_config(load_config([], list(run.overrides)))

@@ -35,6 +35,22 @@ def test_idk_answers_from_tofu(tofu_dir):
     assert len(answers) == 100 and all(a.strip() for a in answers)
 
 
+def test_idk_answers_from_a_given_file_and_clear_errors(tmp_path, tofu_dir, caplog):
+    (tmp_path / "refusals.txt").write_text("I cannot say.\n\nNo idea.\n")
+    # data.idk_path wins over the source folder's list, e.g. for TOFU loaded from the hub.
+    assert load_idk_answers("locuslab/TOFU", tmp_path / "refusals.txt") == ["I cannot say.", "No idea."]
+    assert load_idk_answers(tofu_dir, tmp_path / "refusals.txt") == ["I cannot say.", "No idea."]
+    with pytest.raises(DataError, match="data.idk_path=.*no such file"):
+        load_idk_answers(tofu_dir, tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(DataError, match="holds no answers"):
+        load_idk_answers(tofu_dir, tmp_path / "empty.txt")
+    # The hub dataset has no refusal list: the built-in one is used, and the user is told.
+    with caplog.at_level("WARNING"):
+        answers = load_idk_answers("locuslab/TOFU")
+    assert answers and "data.idk_path" in caplog.text
+
+
 def test_missing_split_empty_split_and_missing_field(tmp_path):
     (tmp_path / "full.json").write_text(json.dumps({"question": "q"}) + "\n")
     (tmp_path / "forget10.json").write_text("")

@@ -1,4 +1,4 @@
-"""Training under DDP: 2 CPU processes (gloo) end where 1 process with the same global batch ends."""
+"""Training under DDP and FSDP: 2 CPU processes (gloo) end where 1 process with the same global batch ends."""
 
 import json
 import os
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from unlearn.config import ConfigError
@@ -19,32 +20,30 @@ TINY = ["--config", "model/tiny", "loss.name=npo", "loss.beta=0.1", "data.builti
         "eval.max_rows=6", "eval.max_new_tokens=4", "eval.batch_size=4", "trainer.deterministic=true"]
 
 
-def _fit(tmp_path: Path, name: str, *overrides: str) -> Path:
+FSDP_ON_CPU = str(Path(__file__).with_name("fsdp_on_cpu.py"))
+
+
+def _fit(tmp_path: Path, name: str, *overrides: str, launcher: tuple[str, ...] = ("-m", "unlearn")) -> Path:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", RUN_DIR_ENV):
         env.pop(variable, None)
-    command = [sys.executable, "-m", "unlearn", "fit", *TINY, f"run.cache_dir={tmp_path / 'cache'}",
+    command = [sys.executable, *launcher, "fit", *TINY, f"run.cache_dir={tmp_path / 'cache'}",
                f"run.output_dir={tmp_path / 'runs'}", *([f"run.name={name}"] if name else []), *overrides]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return tmp_path / "runs" / name if name else tmp_path / "runs"
 
 
-@pytest.mark.slow
-def test_two_ddp_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    single = _fit(tmp_path, "single", "trainer.devices=1", "data.batch_size=4")
-    # No run.name: the timestamped default must be chosen once, by rank 0, for both processes.
-    runs = _fit(tmp_path, "", "trainer.strategy=ddp", "trainer.devices=2", "data.batch_size=2")
-    ddp = next(p for p in runs.iterdir() if p.name != "single")
-
-    one, two = load_file(single / "model" / "model.safetensors"), load_file(ddp / "model" / "model.safetensors")
+def _assert_same_run(single: Path, other: Path) -> None:
+    """Same saved weights, steps, evaluation history and selected epoch."""
+    one, two = load_file(single / "model" / "model.safetensors"), load_file(other / "model" / "model.safetensors")
     assert one.keys() == two.keys()
     for name in one:
         assert (one[name] - two[name]).abs().max() < 1e-5, name
     start = load_file(json.loads((single / "summary.json").read_text())["target_model"] + "/model.safetensors")
     assert any((start[n] - one[n]).abs().max() > 1e-4 for n in one), "training moved no weight"
 
-    summaries = [json.loads((run / "summary.json").read_text()) for run in (single, ddp)]
+    summaries = [json.loads((run / "summary.json").read_text()) for run in (single, other)]
     assert summaries[0]["steps"] == summaries[1]["steps"] == 4
     history = [s["evaluation"]["history"] for s in summaries]
     assert len(history[0]) == len(history[1]) == 3  # before training and after each epoch
@@ -53,6 +52,31 @@ def test_two_ddp_processes_match_one_process_with_the_same_global_batch(tmp_path
             if isinstance(value, float):
                 assert b[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
     assert summaries[0]["evaluation"]["selected_epoch"] == summaries[1]["evaluation"]["selected_epoch"]
+    assert summaries[0]["nll_after"] == pytest.approx(summaries[1]["nll_after"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    single = _fit(tmp_path, "single", "trainer.devices=1", "data.batch_size=4")
+    # No run.name: the timestamped default must be chosen once, by rank 0, for both processes.
+    runs = _fit(tmp_path, "", "trainer.strategy=ddp", "trainer.devices=2", "data.batch_size=2")
+    _assert_same_run(single, next(p for p in runs.iterdir() if p.name != "single"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [
+    # The final weights are gathered and saved after training; the gradient norm is clipped over all shards.
+    ("eval.selection=last", "optim.gradient_clip_val=0.05"),
+    # the best epoch's weights are gathered when it is evaluated; adapters merged into a CPU copy
+    ("model.lora.enabled=true", "model.lora.r=4", "optim.lr=1e-3"),
+], ids=["final-save", "lora-best-epoch"])
+def test_two_fsdp_processes_match_one_process_and_save_whole_weights(tmp_path, overrides):
+    # Each rank holds half of every decoder layer, so evaluation (each rank generating for its own
+    # questions), the NLL probe, the reference cache and saving all gather whole weights first.
+    single = _fit(tmp_path, "single", "trainer.devices=1", "data.batch_size=4", *overrides)
+    fsdp = _fit(tmp_path, "fsdp", "trainer.strategy=fsdp", "trainer.devices=2", "data.batch_size=2", *overrides,
+                launcher=(FSDP_ON_CPU,))
+    _assert_same_run(single, fsdp)
 
 
 def test_launched_rank_reuses_rank_zero_run_folder(monkeypatch, tmp_path):
@@ -92,3 +116,26 @@ def test_sharded_strategies_take_the_cache_and_refuse_a_resident_reference_model
     with pytest.raises(ConfigError, match="full next-token distribution.*model.lora.enabled=true"):
         resolve_reference_mode("auto", build_loss("kl"), strategy=strategy)
     assert resolve_reference_mode("model", build_loss("kl"), strategy="ddp") == "model"
+
+
+def test_fsdp_strategy_shards_each_decoder_layer():
+    from lightning.pytorch.strategies import FSDPStrategy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    from tests.helpers import tiny_model, tiny_tokenizer
+    from unlearn.sharding import build_strategy, is_sharded
+
+    policy = tiny_model(tiny_tokenizer())
+    assert build_strategy("ddp", policy) == "ddp" and build_strategy("auto", policy) == "auto"
+    strategy = build_strategy("fsdp", policy, gradient_checkpointing=True)
+    assert isinstance(strategy, FSDPStrategy)
+    # Lightning's plain "fsdp" would wrap the whole model as one unit, gathered whole at every forward.
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
+    assert strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
+    assert strategy.cpu_offload.offload_params is False
+    assert build_strategy("fsdp_cpu_offload", policy).cpu_offload.offload_params is True
+    with pytest.raises(ConfigError, match="fsdp, fsdp_cpu_offload"):
+        build_strategy("fsdp_hybrid", policy)
+    with pytest.raises(ConfigError, match="no decoder layer class"):
+        build_strategy("fsdp", torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    assert not is_sharded(None)

@@ -4,7 +4,8 @@ Reads each run's ``summary.json`` (written by ``fit``) and writes into ``--out``
 
 - ``comparison.md``: one row per run (method, forget split, forget quality and model utility of
   the selected epoch, forget ROUGE-L, fluency of the forget-set generations, selected epoch, last
-  epoch, early stop), preceded by the target and retain models of each forget split;
+  epoch, early stop, and the best forget quality among epochs that kept ``--utility-floor`` of the
+  starting utility), preceded by the target and retain models of each forget split;
 - ``comparison.png``: forget quality (log scale) against model utility, one trajectory per run with
   a point per evaluated epoch, beside model utility against training step (:mod:`unlearn.plots`).
 """
@@ -22,6 +23,11 @@ from unlearn.plots import save_png, trajectory_figure
 FQ, MU = "forget/forget_quality", "utility/model_utility"
 COLUMNS = ("run", "method", "forget split", "forget quality", "model utility (× target)", "forget ROUGE-L",
            "forget distinct-2", "forget repetition", "selected epoch", "last epoch: FQ / MU", "stopped")
+UTILITY_FLOOR = 0.9
+
+
+def floor_column(floor: float) -> str:
+    return f"best FQ at MU ≥ {floor:g}× (epoch)"
 
 
 class NotARunError(FileNotFoundError):
@@ -65,7 +71,22 @@ def _record(history: list[dict], epoch: int | None) -> dict:
     return next((r for r in history if r["epoch"] == epoch), {})
 
 
-def run_row(name: str, summary: dict) -> dict[str, str]:
+def best_within_utility(history: list[dict], floor: float) -> dict | None:
+    """The evaluated epoch (after the start) with the highest forget quality among those whose model
+    utility stayed at least ``floor`` × the starting utility; the earliest on ties; None if none did.
+
+    A stricter utility constraint than the run's own selection (``eval.collapse_fraction``), for
+    comparing the trade-off of methods that overshoot and then recover.
+    """
+    start = history[0].get(MU)
+    if start is None or not math.isfinite(start):
+        return None
+    eligible = [r for r in history[1:] if r.get(FQ) is not None and r.get(MU) is not None
+                and math.isfinite(r[MU]) and r[MU] >= floor * start]
+    return max(eligible, key=lambda r: r[FQ], default=None)
+
+
+def run_row(name: str, summary: dict, floor: float = UTILITY_FLOOR) -> dict[str, str]:
     """The table row of one run: the selected epoch's numbers and how the run ended."""
     evaluation = summary["evaluation"]
     history, selected = evaluation["history"], evaluation["selected_epoch"]
@@ -73,6 +94,7 @@ def run_row(name: str, summary: dict) -> dict[str, str]:
     start, last = history[0], history[-1]
     ratio = chosen.get(MU) / start[MU] if chosen.get(MU) is not None and start.get(MU) else None
     stopped = f"epoch {evaluation['stopped_epoch']} (collapse)" if evaluation.get("stopped_epoch") is not None else "no"
+    best = best_within_utility(history, floor)
     return {"run": name, "method": summary["loss"], "forget split": summary["forget_split"],
             "forget quality": _num(chosen.get(FQ), "g"),
             "model utility (× target)": f"{_num(chosen.get(MU))} ({_num(ratio, '.2f')}×)",
@@ -80,7 +102,8 @@ def run_row(name: str, summary: dict) -> dict[str, str]:
             "forget distinct-2": _num(chosen.get("forget/distinct_2")),
             "forget repetition": _num(chosen.get("forget/repetition"), ".2f"),
             "selected epoch": str(selected), "last epoch: FQ / MU":
-                f"{last['epoch']}: {_num(last.get(FQ), 'g')} / {_num(last.get(MU))}", "stopped": stopped}
+                f"{last['epoch']}: {_num(last.get(FQ), 'g')} / {_num(last.get(MU))}", "stopped": stopped,
+            floor_column(floor): "none" if best is None else f"{_num(best[FQ], 'g')} ({best['epoch']})"}
 
 
 def reference_rows(summary: dict) -> list[dict[str, str]]:
@@ -96,7 +119,7 @@ def reference_rows(summary: dict) -> list[dict[str, str]]:
              "selected epoch": "", "last epoch: FQ / MU": "", "stopped": ""} for method, values in rows]
 
 
-def comparison_table(runs: dict[str, dict]) -> str:
+def comparison_table(runs: dict[str, dict], floor: float = UTILITY_FLOOR) -> str:
     """Markdown table of ``{name: summary}``: reference models per forget split, then one row per run."""
     rows, first = [], {}
     for summary in runs.values():  # per split, a run that also recorded the retain model's fluency, if any
@@ -106,13 +129,15 @@ def comparison_table(runs: dict[str, dict]) -> str:
             first[split] = summary
     for summary in first.values():
         rows.extend(reference_rows(summary))
-    rows.extend(run_row(name, summary) for name, summary in runs.items())
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|---|---|---|" + "---:|" * (len(COLUMNS) - 4) + "---|"]
-    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+    rows.extend(run_row(name, summary, floor) for name, summary in runs.items())
+    columns = (*COLUMNS, floor_column(floor))
+    lines = ["| " + " | ".join(columns) + " |", "|---|---|---|" + "---:|" * (len(COLUMNS) - 4) + "---|---:|"]
+    lines += ["| " + " | ".join(row.get(c, "") for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> dict[str, Path]:
+def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = None,
+            utility_floor: float = UTILITY_FLOOR) -> dict[str, Path]:
     """Write ``comparison.md`` and ``comparison.png`` for ``run_dirs`` into ``out``.
 
     Returns:
@@ -120,10 +145,12 @@ def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = Non
 
     Raises:
         NotARunError: a folder that is not a finished, evaluated run (checked before anything is written).
-        ValueError: no folders, or two with the same name.
+        ValueError: no folders, two with the same name, or a utility floor outside [0, 1].
     """
     if not run_dirs:
         raise ValueError("give at least one run folder")
+    if not 0 <= utility_floor <= 1:
+        raise ValueError(f"the utility floor is a fraction of the starting utility in [0, 1], got {utility_floor}")
     runs: dict[str, dict] = {}
     for run_dir in run_dirs:
         name = Path(run_dir).resolve().name
@@ -135,9 +162,11 @@ def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = Non
     heading = title or f"Comparison of {len(runs)} run{'s' * (len(runs) > 1)}"
     notes = ["", "Numbers are those of each run's selected epoch (the model saved as `<run>/model`); "
              "model utility in brackets is relative to the run's epoch 0. Fluency (distinct-2, repetition) "
-             "is measured on the forget split's greedy generations and is not part of model utility.", ""]
+             "is measured on the forget split's greedy generations and is not part of model utility. "
+             f"The last column is the highest forget quality among evaluated epochs whose utility stayed at least "
+             f"{utility_floor:g}× the run's epoch 0 (none: no epoch did).", ""]
     table = out / "comparison.md"
-    table.write_text(f"# {heading}\n\n{comparison_table(runs)}\n" + "\n".join(notes)
+    table.write_text(f"# {heading}\n\n{comparison_table(runs, utility_floor)}\n" + "\n".join(notes)
                      + "\n![forget quality vs model utility](comparison.png)\n")
     references = {f"retain model ({s['forget_split']})": ((s["evaluation"].get("retain") or {}).get(MU),
                                                          (s["evaluation"].get("retain") or {}).get(FQ))
@@ -156,10 +185,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=None, help="folder for comparison.md and comparison.png "
                         "(default: compare/ beside the first run)")
     parser.add_argument("--title", default=None, help="heading of the table and the figure")
+    parser.add_argument("--utility-floor", type=float, default=UTILITY_FLOOR,
+                        help="last column: best forget quality among epochs keeping this fraction of the starting "
+                             f"model utility (default {UTILITY_FLOOR})")
     args = parser.parse_args(argv)
     out = args.out or Path(args.runs[0]).resolve().parent / "compare"
     try:
-        paths = compare(args.runs, out, args.title)
+        paths = compare(args.runs, out, args.title, args.utility_floor)
     except (NotARunError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

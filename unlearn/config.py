@@ -101,6 +101,7 @@ class DataConfig:
     batch_size: int = 8  # per device; the effective batch is batch_size * accumulate * devices
     num_workers: int = 0
     seed: int = 1001  # forget/retain pairing and IDK answers
+    idk_path: str | None = None  # refusal answers, one a line (TOFU's idontknow.jsonl); default: beside the data
     builtin: BuiltinDataConfig = field(default_factory=BuiltinDataConfig)
 
 

@@ -73,10 +73,14 @@ def check_strategy(strategy: str) -> None:
     Raises:
         ConfigError: naming the extra to install.
     """
-    if strategy_name(strategy) in SHARDED_STRATEGIES:
-        log.warning("trainer.strategy=%s has not been run with this project yet: saving the model and the "
-                    "evaluation during training under a sharding strategy are unverified (docs/distributed.md, "
-                    "'What needs a GPU to check'). trainer.strategy=ddp is the tested path.", strategy)
+    if strategy_name(strategy) == "fsdp":
+        log.info("trainer.strategy=%s: evaluation during training gathers the whole policy on every device while "
+                 "it runs; if that does not fit, set eval.enabled=false and evaluate the saved model with "
+                 "`python -m unlearn eval` (docs/distributed.md).", strategy)
+    if strategy_name(strategy) == "deepspeed":
+        log.warning("trainer.strategy=%s has never been run with this project: saving and evaluation under "
+                    "ZeRO-3 gather through deepspeed.zero.GatheredParameters, untested (docs/distributed.md). "
+                    "trainer.strategy=ddp and fsdp are the tested paths.", strategy)
     if strategy_name(strategy) == "deepspeed":
         try:
             import deepspeed  # noqa: F401

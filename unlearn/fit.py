@@ -34,6 +34,7 @@ from unlearn.module import UnlearningModule
 from unlearn.reference_setup import build_reference
 from unlearn.resume import check_new_run, check_outside_inputs, check_resumable, open_run_directory
 from unlearn.scoring import mean_token_nll
+from unlearn.sharding import build_strategy, whole_weights
 from unlearn.validation import validate
 
 log = logging.getLogger(__name__)
@@ -133,16 +134,17 @@ class NLLProbe(L.Callback):
         self.before: dict[str, float] = {}
         self.history: dict[int, dict[str, float]] = {}  # epochs completed -> NLL per split
 
-    def _measure(self, pl_module) -> dict[str, float]:
-        return {name: mean_token_nll(pl_module.policy, self.tokenizer, rows, self.prompt_format, self.max_length)
-                for name, rows in self.splits.items()}
+    def _measure(self, trainer, pl_module) -> dict[str, float]:
+        with whole_weights(trainer):  # every rank measures every row (unlearn.sharding)
+            return {name: mean_token_nll(pl_module.policy, self.tokenizer, rows, self.prompt_format, self.max_length)
+                    for name, rows in self.splits.items()}
 
     def on_train_start(self, trainer, pl_module):
         if not self.before:  # a resumed run restores the measurement from before its first update
-            self.before = self._measure(pl_module)
+            self.before = self._measure(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self.history[trainer.current_epoch + 1] = self._measure(pl_module)
+        self.history[trainer.current_epoch + 1] = self._measure(trainer, pl_module)
 
     def after(self, epoch: int | None = None) -> tuple[int, dict[str, float]]:
         """``(epoch, NLL per split)`` for ``epoch``, or for the last epoch measured."""
@@ -157,6 +159,15 @@ class NLLProbe(L.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.before = state_dict["before"]
         self.history = {int(k): v for k, v in state_dict.get("history", {}).items()}
+
+
+def build_policy(cfg: Config, target: str):
+    """The starting policy: the target model, with LoRA adapters when configured (on the CPU)."""
+    policy = load_model(target, cfg.model.dtype, cfg.model.trust_remote_code, cfg.model.attn_implementation)
+    if cfg.model.lora.enabled:
+        lora = cfg.model.lora
+        policy = apply_lora(policy, lora.r, lora.alpha, lora.dropout, lora.target_modules)
+    return policy
 
 
 def save_model(policy, tokenizer, out: Path, merge_lora: bool = True) -> None:
@@ -181,7 +192,8 @@ def fit(cfg: Config) -> dict:
     # Checked now, created only once every input has loaded: a failed start leaves no folder behind.
     run_dir = run_directory(cfg)
     assets = resolve_assets(cfg)
-    check_outside_inputs(run_dir, (assets.target, assets.retain, assets.source, cfg.model.tokenizer))
+    check_outside_inputs(run_dir, (assets.target, assets.retain, assets.source, cfg.model.tokenizer,
+                                   cfg.data.idk_path))
     L.seed_everything(cfg.run.seed, verbose=False)
 
     tokenizer = load_tokenizer(cfg.model.tokenizer or assets.target, cfg.model.trust_remote_code)
@@ -193,7 +205,7 @@ def fit(cfg: Config) -> dict:
         forget_rows = load_split(assets.source, cfg.data.forget_split)
         retain_rows = load_split(assets.source, retain_split)
     datamodule = UnlearningDataModule(
-        forget_rows, retain_rows, load_idk_answers(assets.source) if loss.uses_idk else [], tokenizer,
+        forget_rows, retain_rows, load_idk_answers(assets.source, cfg.data.idk_path) if loss.uses_idk else [], tokenizer,
         cfg.model.prompt_format, cfg.data.max_length, cfg.data.batch_size, cfg.data.num_workers, cfg.data.seed,
         uses_retain=loss.uses_retain, uses_idk=loss.uses_idk, forget_format=cfg.data.forget_format,
         retain_format=cfg.data.retain_format)
@@ -205,12 +217,10 @@ def fit(cfg: Config) -> dict:
                     "and retain terms pull them in opposite directions. Remove them from one of the splits.",
                     data_report["forget_in_retain"], len(forget_rows), retain_split)
     # The weights load after the data is checked, so a bad dataset fails in seconds, not minutes.
-    policy = load_model(assets.target, cfg.model.dtype, cfg.model.trust_remote_code, cfg.model.attn_implementation)
-    if cfg.model.gradient_checkpointing:
-        policy.gradient_checkpointing_enable()
-    if cfg.model.lora.enabled:
-        lora = cfg.model.lora
-        policy = apply_lora(policy, lora.r, lora.alpha, lora.dropout, lora.target_modules)
+    policy = build_policy(cfg, assets.target)
+    strategy = build_strategy(cfg.trainer.strategy, policy, cfg.model.gradient_checkpointing)
+    if cfg.model.gradient_checkpointing and isinstance(strategy, str):  # FSDP checkpoints its own layers
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if is_launched_rank():  # only global rank 0 creates or writes the run folder
         checkpoint = last_checkpoint(run_dir) if cfg.run.resume else None
     else:
@@ -219,7 +229,8 @@ def fit(cfg: Config) -> dict:
     reference = build_reference(cfg, loss, assets.target, datamodule, lambda: load_model(
         assets.target, cfg.model.dtype, cfg.model.trust_remote_code, cfg.model.attn_implementation), policy)
 
-    module = UnlearningModule(policy, loss, reference, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.warmup_epochs)
+    module = UnlearningModule(policy, loss, reference, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.warmup_epochs,
+                              policy_factory=partial(build_policy, cfg, assets.target))
     probe_rows = {"forget": forget_rows[:SUMMARY_MAX_ROWS], "retain": retain_rows[:SUMMARY_MAX_ROWS]}
     probe = NLLProbe(tokenizer, {name: rows for name, rows in probe_rows.items() if rows},
                      cfg.model.prompt_format, cfg.data.max_length)
@@ -232,7 +243,7 @@ def fit(cfg: Config) -> dict:
         evaluation = setup_fit_evaluation(cfg, assets, tokenizer, run_dir)  # None when eval.enabled=false
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
-        num_nodes=cfg.trainer.num_nodes, strategy=cfg.trainer.strategy, precision=cfg.trainer.precision,
+        num_nodes=cfg.trainer.num_nodes, strategy=strategy, precision=cfg.trainer.precision,
         accumulate_grad_batches=cfg.optim.accumulate_grad_batches, gradient_clip_val=cfg.optim.gradient_clip_val,
         log_every_n_steps=cfg.trainer.log_every_n_steps, deterministic=cfg.trainer.deterministic,
         enable_progress_bar=cfg.trainer.enable_progress_bar, enable_checkpointing=True,
@@ -252,12 +263,15 @@ def fit(cfg: Config) -> dict:
         "evaluation": eval_summary,
         "resumed_from": str(checkpoint) if checkpoint else None, "data": data_report,
     }
+    # The selected epoch's weights may already be on disk; otherwise the final ones are saved (gathered
+    # onto rank 0 first under a sharding strategy, which takes every rank).
+    final = None if evaluation and evaluation.has_selected_weights() else module.whole_policy()
     if trainer.is_global_zero:
-        if evaluation:  # the selected epoch's weights become the run's model
-            evaluation.write_model(policy, tokenizer, run_dir / "model", partial(save_model, merge_lora=cfg.model.lora.merge))
+        if evaluation:
+            evaluation.write_model(final, tokenizer, run_dir / "model", partial(save_model, merge_lora=cfg.model.lora.merge))
             (run_dir / "summary.md").write_text(format_fit_summary(summary["evaluation"]))
         else:
-            save_model(policy, tokenizer, run_dir / "model", cfg.model.lora.merge)
+            save_model(final, tokenizer, run_dir / "model", cfg.model.lora.merge)
         summary["seconds"] = round(time.time() - start, 1)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if not cfg.run.keep_checkpoint:  # the model is saved; the optimiser state is only needed to resume

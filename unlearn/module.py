@@ -14,6 +14,7 @@ import torch
 from unlearn.guards import NonFiniteError, check_gradients, check_weights
 from unlearn.losses.base import UnlearningLoss
 from unlearn.optim import configure_adamw
+from unlearn.sharding import fsdp_root, full_state_dict, is_sharded, whole_weights
 
 
 class NonFiniteLossError(NonFiniteError):
@@ -29,10 +30,12 @@ class UnlearningModule(L.LightningModule):
         reference: Object following :class:`unlearn.reference.Reference`, or None when the
             strategy needs none.
         lr, weight_decay, warmup_epochs: AdamW with linear warm-up then linear decay (SPEC).
+        policy_factory: Builds a fresh copy of the starting policy on the CPU (same LoRA layout);
+            under a sharding strategy :meth:`whole_policy` loads the gathered weights into it.
     """
 
     def __init__(self, policy, loss: UnlearningLoss, reference=None, lr: float = 1e-5,
-                 weight_decay: float = 0.01, warmup_epochs: float = 1.0):
+                 weight_decay: float = 0.01, warmup_epochs: float = 1.0, policy_factory=None):
         super().__init__()
         needs_reference = loss.needs_reference_logps or loss.needs_reference_logits
         if needs_reference and reference is None:
@@ -43,12 +46,34 @@ class UnlearningModule(L.LightningModule):
         self.loss = loss
         self.reference = reference if needs_reference else None
         self.lr, self.weight_decay, self.warmup_epochs = lr, weight_decay, warmup_epochs
+        # A plain attribute list, not a submodule: the copy is neither trained, sharded nor checkpointed.
+        self._policy_factory, self._export = policy_factory, []
+
+    def whole_policy(self):
+        """The policy with whole weights, for saving. Under a sharding strategy every rank must call.
+
+        Returns the policy itself unless the trainer shards it; then, on global rank 0, a CPU copy
+        holding the gathered weights (built once, refilled on later calls), and None on other ranks.
+        """
+        if not is_sharded(self._trainer):
+            return self.policy
+        state = full_state_dict(self.trainer, self.policy)
+        if state is None:
+            return None
+        if not self._export:
+            if self._policy_factory is None:
+                raise RuntimeError("The policy is sharded and this module was built without a policy_factory "
+                                   "to hold its whole weights for saving.")
+            self._export.append(self._policy_factory())
+        self._export[0].load_state_dict(state, strict=True)  # strict: a partial gather must not pass as a model
+        return self._export[0]
 
     def on_fit_start(self) -> None:
         # A resident reference moves to the policy's device; a cached one scores the forget set
         # now, while the policy is still the reference (see unlearn.reference).
         if hasattr(self.reference, "setup"):
-            self.reference.setup(self)
+            with whole_weights(self.trainer):  # each rank scores its own rows (unlearn.sharding)
+                self.reference.setup(self)
 
     def on_train_epoch_start(self) -> None:
         # The forget/retain pairing moves on each epoch (see unlearn.data.datamodule).
@@ -79,6 +104,15 @@ class UnlearningModule(L.LightningModule):
         if getattr(self.trainer.precision_plugin, "scaler", None) is None:
             check_gradients(self.policy.named_parameters(), self.global_step, self.current_epoch,
                             lambda bad: self.trainer.strategy.reduce_boolean_decision(bad, all=False))
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        root = fsdp_root(self.trainer)
+        if root is not None and gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            # Each rank holds a shard of every gradient: FSDP's own clip takes the norm over all of them,
+            # where torch.nn.utils.clip_grad_norm_ (Lightning's default, which it refuses under FSDP) sees one.
+            root.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         check_weights(checkpoint["state_dict"], self.global_step)

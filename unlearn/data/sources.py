@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 QA_FIELDS = ("question", "answer")
 PERTURBED_FIELDS = ("question", "answer", "paraphrased_answer", "perturbed_answer")
 GENERAL_PERTURBED_FIELDS = ("question", "answer", "perturbed_answer")
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -129,17 +132,40 @@ def forget_retain_overlap(forget_rows: list[dict], retain_rows: list[dict]) -> i
     return shared
 
 
-def load_idk_answers(source: str | Path | None) -> list[str]:
-    """Refusal answers for the IDK and DPO strategies (TOFU's ``idontknow.jsonl``: one sentence a line)."""
+def load_idk_answers(source: str | Path | None, idk_path: str | Path | None = None) -> list[str]:
+    """Refusal answers for the IDK and DPO strategies: one sentence a line (TOFU's ``idontknow.jsonl``).
+
+    ``idk_path`` when given; else ``idontknow.jsonl`` in a local ``source`` folder; else the built-in
+    benchmark's list, with a warning when ``source`` is real data (the hub's ``locuslab/TOFU`` does not
+    carry TOFU's list, which lives in TOFU's code repository).
+
+    Raises:
+        DataError: ``idk_path`` missing or empty.
+    """
+    if idk_path is not None:
+        path = Path(idk_path).expanduser()
+        if not path.is_file():
+            raise DataError(f"data.idk_path={idk_path}: no such file. Give a text file with one refusal answer a "
+                            "line (TOFU's data/idontknow.jsonl), or leave data.idk_path unset.")
+        answers = _lines(path)
+        if not answers:
+            raise DataError(f"data.idk_path={idk_path} holds no answers: it needs one refusal answer a line.")
+        return answers
     if source is not None and is_local(source):
         path = Path(source).expanduser() / "idontknow.jsonl"
-        if path.is_file():
-            answers = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            if answers:
-                return answers
+        if path.is_file() and _lines(path):
+            return _lines(path)
     from unlearn.data.synthetic import generate_benchmark
 
-    return generate_benchmark()["idontknow"]
+    answers = generate_benchmark()["idontknow"]
+    if source is not None:
+        log.warning("No refusal answers found for %s: the IDK/DPO target answers are the built-in benchmark's %d. "
+                    "For TOFU's own 100, set data.idk_path to TOFU's data/idontknow.jsonl.", source, len(answers))
+    return answers
+
+
+def _lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def builtin_benchmark_dir(cache_dir: str | Path, spec) -> Path:

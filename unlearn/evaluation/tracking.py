@@ -44,12 +44,22 @@ class FitEvaluation:
         # Order matters: both readers look at the record the evaluation has just made.
         return [self.evaluation, self.selection, self.collapse]
 
+    def has_selected_weights(self) -> bool:
+        """Whether the selected epoch's weights were written (else the final ones are saved).
+
+        Decided from the selection's state, not the file system, so every rank (other nodes do not
+        see rank 0's disk) agrees on whether the final weights must be gathered.
+        """
+        saved, selected = self.selection.save_dir, self.selection.selected
+        return selected is not None and saved is not None and self.selection.saved_epoch == selected["epoch"]
+
     def write_model(self, policy, tokenizer, model_dir: Path, save_model: Callable) -> None:
-        """Make ``model_dir`` the selected epoch's model: the stored best weights, or the final ones."""
+        """Make ``model_dir`` the selected epoch's model: the stored best weights, or ``policy``'s."""
         saved = self.selection.save_dir
-        selected = self.selection.selected
-        if selected is not None and saved is not None and self.selection.saved_epoch == selected["epoch"] \
-                and saved.is_dir():
+        if self.has_selected_weights():
+            if not saved.is_dir():
+                raise FileNotFoundError(f"The selected epoch's weights should be in {saved}, which is missing; "
+                                        "was the run folder changed during training?")
             shutil.rmtree(model_dir, ignore_errors=True)
             saved.rename(model_dir)
         else:
