@@ -26,7 +26,7 @@ def tofu_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
     """A ``run.cache_dir`` holding the built-in tiny benchmark and models (``--config model/tiny``), built once."""
-    from unlearn.config import load_config
+    from unlearn.config_loading import load_config
     from unlearn.fit import resolve_assets
 
     cache = tmp_path_factory.mktemp("tiny_cache")

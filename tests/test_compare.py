@@ -137,10 +137,39 @@ def test_sweep_plan_covers_every_strategy_and_split():
 
 
 def test_every_sweep_run_has_a_valid_config():
-    from unlearn.config import load_config
+    from unlearn.config_loading import load_config
     from unlearn.fit import build_loss_from_config
     from unlearn.sweep import plan, select
 
     # Every strategy once, the large benchmark and the long runs (the other splits differ only in the split name).
     for run in select(plan(), ["forget10", "forget50_npo", "long", "beta"]):
         build_loss_from_config(load_config([], list(run.overrides)))
+
+
+def test_sweep_overview_puts_each_run_in_its_strategy_and_setting_cell(tmp_path):
+    from unlearn.sweep import main as sweep_main
+    from unlearn.sweep import overview, plan
+
+    out = tmp_path / "sweep"
+    write_run(out / "forget10_ga", "ga", [record(0, 0.007, 0.75), record(1, 0.1, 0.6), record(2, 0.6, 0.1)],
+              selected=1, stopped=2)
+    write_run(out / "forget10_npo", "npo", [record(0, 0.007, 0.75), record(1, 0.05, 0.74), record(2, 0.4, 0.73)],
+              selected=2)
+    write_run(out / "forget10_npo_beta0.1", "npo", [record(0, 0.007, 0.75), record(1, 0.6, 0.70)], selected=1)
+    write_run(out / "long_ga", "ga", [record(0, 0.007, 0.75), record(1, 0.9, 0.75)], selected=1)
+    text = overview(out, plan())
+    header = text.splitlines()[4]
+    assert header == "| strategy | forget01 | forget05 | forget10 | forget50 | forget10 β=0.1 | forget50 β=0.1 |"
+    # GA kept 0.9x utility at no evaluated epoch; NPO's best such epoch is 2; the β run (0.93x) is its own column.
+    assert "| ga |  |  | none |  | (no β) | (no β) |" in text
+    assert "| npo |  |  | 0.4 (ep 2, rep 0.50) |  | 0.6 (ep 1, rep 0.50) |  |" in text
+    assert "| ga |  |  | 0.1 @ 0.80× |  | (no β) | (no β) |" in text
+    assert "| target (before unlearning) |  |  | 0.007 |  | 0.007 |  |" in text
+    assert "0.9 (ep 1" not in text  # the long runs are not in the overview
+    # --collect rewrites the comparisons and the overview without running anything.
+    assert sweep_main(["--collect", "--out", str(out)]) == 0
+    assert (out / "compare" / "overview.md").read_text() == text
+    assert (out / "compare" / "forget10" / "comparison.png").is_file()
+    assert not (out / "logs").exists()
+    with pytest.raises(SystemExit, match="nothing to collect"):
+        sweep_main(["--collect", "--out", str(tmp_path / "missing")])

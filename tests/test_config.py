@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from unlearn.config import Config, ConfigError, configs_dir, load_config, save_config
+from unlearn.config import Config, ConfigError, save_config
+from unlearn.config_loading import configs_dir, load_config
 
 
 def test_defaults_are_the_builtin_run_with_spec_loss_defaults():

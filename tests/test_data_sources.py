@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from unlearn.config import load_config
+from unlearn.config_loading import load_config
 from unlearn.data.custom import load_custom_set, read_dataset, tokenize_text
 from unlearn.data.sources import DataError, load_split, retain_split_for
 from unlearn.fit import fit

@@ -9,7 +9,7 @@ import torch
 
 import unlearn.evaluate
 from unlearn.cli import main
-from unlearn.config import load_config
+from unlearn.config_loading import load_config
 from unlearn.fit import Assets, resolve_assets
 from unlearn.evaluation.results import SUMMARY_KEYS
 

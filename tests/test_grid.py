@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from unlearn.config import configs_dir, load_config
+from unlearn.config_loading import configs_dir, load_config
 from unlearn.grid import PAPER_LOSSES, PAPER_SPLITS, paper_loss_settings
 
 

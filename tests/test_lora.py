@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from unlearn.config import load_config
+from unlearn.config_loading import load_config
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.fit import save_model
 from unlearn.losses import build_loss

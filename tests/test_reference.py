@@ -6,7 +6,8 @@ import lightning as L
 import pytest
 import torch
 
-from unlearn.config import ConfigError, load_config
+from unlearn.config import ConfigError
+from unlearn.config_loading import load_config
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.losses import build_loss
 from unlearn.module import UnlearningModule

@@ -21,7 +21,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from tests.helpers import QA, tiny_tokenizer
 from unlearn.checkpoints import LAST, AtomicCheckpointIO, LastCheckpoint, RNGState
 from unlearn.cli import main
-from unlearn.config import ConfigError, load_config
+from unlearn.config import ConfigError
+from unlearn.config_loading import load_config
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.fit import fit
 from unlearn.losses import build_loss

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from unlearn.checkpoints import AtomicCheckpointIO
-from unlearn.config import ConfigError, load_config
+from unlearn.config import ConfigError
+from unlearn.config_loading import load_config
 from unlearn.models import load_model, load_tokenizer
 
 PROJECT = Path(__file__).resolve().parents[1]

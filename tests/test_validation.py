@@ -3,7 +3,8 @@ with a message that names the key, the value and the fix."""
 
 import pytest
 
-from unlearn.config import Config, ConfigError, configs_dir, load_config
+from unlearn.config import Config, ConfigError
+from unlearn.config_loading import configs_dir, load_config
 from unlearn.validation import validate
 
 

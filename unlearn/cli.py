@@ -11,7 +11,8 @@ import logging
 import sys
 from dataclasses import asdict
 
-from unlearn.config import Config, ConfigError, load_config, to_yaml
+from unlearn.config import Config, ConfigError, to_yaml
+from unlearn.config_loading import load_config
 
 log = logging.getLogger("unlearn")
 

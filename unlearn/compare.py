@@ -59,7 +59,7 @@ def load_run(run_dir: str | Path) -> dict:
     return summary
 
 
-def _num(value, digits: str = ".3f") -> str:
+def format_number(value, digits: str = ".3f") -> str:
     if value is None:
         return "n/a"
     if not math.isfinite(value):
@@ -69,6 +69,14 @@ def _num(value, digits: str = ".3f") -> str:
 
 def _record(history: list[dict], epoch: int | None) -> dict:
     return next((r for r in history if r["epoch"] == epoch), {})
+
+
+def selected_epoch(evaluation: dict) -> tuple[dict, float | None]:
+    """The numbers of a run's selected epoch (its saved model), and its model utility relative to epoch 0."""
+    history = evaluation["history"]
+    chosen = {**_record(history, evaluation["selected_epoch"]), **(evaluation.get("unlearned") or {})}
+    start = history[0].get(MU)
+    return chosen, chosen[MU] / start if chosen.get(MU) is not None and start else None
 
 
 def best_within_utility(history: list[dict], floor: float) -> dict | None:
@@ -90,20 +98,20 @@ def run_row(name: str, summary: dict, floor: float = UTILITY_FLOOR) -> dict[str,
     """The table row of one run: the selected epoch's numbers and how the run ended."""
     evaluation = summary["evaluation"]
     history, selected = evaluation["history"], evaluation["selected_epoch"]
-    chosen = {**_record(history, selected), **(evaluation.get("unlearned") or {})}
-    start, last = history[0], history[-1]
-    ratio = chosen.get(MU) / start[MU] if chosen.get(MU) is not None and start.get(MU) else None
+    chosen, ratio = selected_epoch(evaluation)
+    last = history[-1]
     stopped = f"epoch {evaluation['stopped_epoch']} (collapse)" if evaluation.get("stopped_epoch") is not None else "no"
     best = best_within_utility(history, floor)
     return {"run": name, "method": summary["loss"], "forget split": summary["forget_split"],
-            "forget quality": _num(chosen.get(FQ), "g"),
-            "model utility (× target)": f"{_num(chosen.get(MU))} ({_num(ratio, '.2f')}×)",
-            "forget ROUGE-L": _num(chosen.get("forget/rouge_l")),
-            "forget distinct-2": _num(chosen.get("forget/distinct_2")),
-            "forget repetition": _num(chosen.get("forget/repetition"), ".2f"),
-            "selected epoch": str(selected), "last epoch: FQ / MU":
-                f"{last['epoch']}: {_num(last.get(FQ), 'g')} / {_num(last.get(MU))}", "stopped": stopped,
-            floor_column(floor): "none" if best is None else f"{_num(best[FQ], 'g')} ({best['epoch']})"}
+            "forget quality": format_number(chosen.get(FQ), "g"),
+            "model utility (× target)": f"{format_number(chosen.get(MU))} ({format_number(ratio, '.2f')}×)",
+            "forget ROUGE-L": format_number(chosen.get("forget/rouge_l")),
+            "forget distinct-2": format_number(chosen.get("forget/distinct_2")),
+            "forget repetition": format_number(chosen.get("forget/repetition"), ".2f"),
+            "selected epoch": str(selected),
+            "last epoch: FQ / MU": f"{last['epoch']}: {format_number(last.get(FQ), 'g')} / {format_number(last.get(MU))}",
+            "stopped": stopped,
+            floor_column(floor): "none" if best is None else f"{format_number(best[FQ], 'g')} ({best['epoch']})"}
 
 
 def reference_rows(summary: dict) -> list[dict[str, str]]:
@@ -112,10 +120,12 @@ def reference_rows(summary: dict) -> list[dict[str, str]]:
     start = evaluation["history"][0]
     retain = {**(evaluation.get("retain") or {}), **(evaluation.get("retain_fluency") or {})}
     rows = [("target (before unlearning)", start), ("retain model", retain)]
-    return [{"run": "", "method": method, "forget split": split, "forget quality": _num(values.get(FQ), "g"),
-             "model utility (× target)": _num(values.get(MU)), "forget ROUGE-L": _num(values.get("forget/rouge_l")),
-             "forget distinct-2": _num(values.get("forget/distinct_2")),
-             "forget repetition": _num(values.get("forget/repetition"), ".2f"),
+    return [{"run": "", "method": method, "forget split": split,
+             "forget quality": format_number(values.get(FQ), "g"),
+             "model utility (× target)": format_number(values.get(MU)),
+             "forget ROUGE-L": format_number(values.get("forget/rouge_l")),
+             "forget distinct-2": format_number(values.get("forget/distinct_2")),
+             "forget repetition": format_number(values.get("forget/repetition"), ".2f"),
              "selected epoch": "", "last epoch: FQ / MU": "", "stopped": ""} for method, values in rows]
 
 

@@ -15,8 +15,9 @@ Groups of ``fit`` runs, each run a ``python -m unlearn fit`` subprocess with its
 A run whose ``summary.json`` exists is skipped, so an interrupted sweep continues where it
 stopped. Target and retain models are prepared one split at a time before any run starts, so
 parallel runs never train the same model at once. Each group ends with ``python -m unlearn
-compare`` of its finished runs in ``<out>/compare/<group>/``, and ``<out>/commands.txt`` lists every
-command run.
+compare`` of its finished runs in ``<out>/compare/<group>/``; ``<out>/compare/overview.md`` then
+puts every finished run of the split and β groups in two strategy × setting tables (finding 2 at a
+glance), and ``<out>/commands.txt`` lists every command run.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SPLITS = ("forget01", "forget05", "forget10", "forget50")
 LARGE_BENCHMARK = "data.builtin.forget_percents=[1,5,10,50]"  # the default benchmark has no forget50
 BETA_STRATEGIES = ("dpo", "npo", "npo_rt", "npo_kl", "simnpo")
 PAPER_BETA = 0.1
+REPETITION = "forget/repetition"  # share of forget-set generations that loop (evaluation's fluency measure)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,18 @@ class Run:
     group: str
     name: str
     overrides: tuple[str, ...]
+
+    def override(self, key: str) -> str | None:
+        """The value the run gives ``key`` (e.g. ``loss.name``), or None."""
+        return next((o.split("=", 1)[1] for o in self.overrides if o.startswith(f"{key}=")), None)
+
+    @property
+    def setting(self) -> str | None:
+        """The overview column of the run (its forget split, and β when the run sets one); None for ``long``."""
+        if self.group == "long":
+            return None
+        beta = self.override("loss.beta")
+        return self.override("data.forget_split") + (f" β={beta}" if beta else "")
 
     @property
     def benchmark(self) -> tuple[str, ...]:
@@ -133,8 +147,15 @@ def sweep(runs: list[Run], out: Path, common: list[str], jobs: int = 1, threads:
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         statuses = dict(pool.map(one, todo))
-    for group in dict.fromkeys(r.group for r in runs):
-        finished = [out / r.name for r in everything or runs
+    collect(out, list(dict.fromkeys(r.group for r in runs)), everything or runs)
+    return statuses
+
+
+def collect(out: Path, groups: list[str], everything: list[Run]) -> None:
+    """Compare each group's finished runs into ``<out>/compare/<group>/`` and write the overview."""
+    commands = out / "commands.txt"
+    for group in groups:
+        finished = [out / r.name for r in everything
                     if r.group == group and (out / r.name / "summary.json").is_file()]
         if finished:
             from unlearn.compare import compare
@@ -143,7 +164,59 @@ def sweep(runs: list[Run], out: Path, common: list[str], jobs: int = 1, threads:
             with commands.open("a") as f:
                 f.write(shlex.join([sys.executable, "-m", "unlearn", "compare", *map(str, finished), "--out",
                                     str(out / "compare" / group)]) + "\n")
-    return statuses
+    if any(r.setting for r in everything):
+        (out / "compare").mkdir(parents=True, exist_ok=True)
+        (out / "compare" / "overview.md").write_text(overview(out, everything))
+
+
+def overview(out: Path, everything: list[Run], floor: float | None = None) -> str:
+    """Markdown: the finished runs under ``out`` as strategy × setting tables.
+
+    The first table holds, per run, the best forget quality among evaluated epochs that kept ``floor`` ×
+    the starting model utility (``compare``'s last column) and that epoch's forget-set repetition rate,
+    since a forget set can also be "forgotten" by answering it in loops; the second the selected epoch's
+    forget quality and model utility relative to the start. "(no β)": the strategy takes no β, so the β
+    column would repeat the default run. Blank: not run (yet).
+    """
+    from unlearn.compare import FQ, UTILITY_FLOOR, best_within_utility, format_number, load_run, selected_epoch
+
+    floor = UTILITY_FLOOR if floor is None else floor
+    settings = list(dict.fromkeys(r.setting for r in everything if r.setting))
+    cells = {}  # (strategy, setting) -> (best-within-floor cell, selected cell)
+    targets = {}
+    for run in everything:
+        if not run.setting or not (out / run.name / "summary.json").is_file():
+            continue
+        evaluation = load_run(out / run.name)["evaluation"]
+        history = evaluation["history"]
+        targets.setdefault(run.setting, format_number(history[0].get(FQ), "g"))
+        best = best_within_utility(history, floor)
+        chosen, ratio = selected_epoch(evaluation)
+        cells[run.override("loss.name"), run.setting] = (
+            "none" if best is None else f"{format_number(best[FQ], 'g')} (ep {best['epoch']}, "
+                                        f"rep {format_number(best.get(REPETITION), '.2f')})",
+            f"{format_number(chosen.get(FQ), 'g')} @ {format_number(ratio, '.2f')}×")
+    strategies = list(dict.fromkeys(r.override("loss.name") for r in everything if r.setting))
+    takes_beta = {r.override("loss.name") for r in everything if r.override("loss.beta")}
+
+    def table(which: int) -> list[str]:
+        lines = ["| strategy | " + " | ".join(settings) + " |", "|---|" + "---:|" * len(settings),
+                 "| target (before unlearning) | " + " | ".join(targets.get(s, "") for s in settings) + " |"]
+        for loss in strategies:
+            row = [cells[loss, s][which] if (loss, s) in cells
+                   else "(no β)" if "β=" in s and loss not in takes_beta else "" for s in settings]
+            lines.append(f"| {loss} | " + " | ".join(row) + " |")
+        return lines
+
+    return "\n".join([
+        "# Sweep overview", "",
+        f"Best forget quality among evaluated epochs whose model utility stayed at least {floor:g}× the run's "
+        "starting utility, with that epoch and the share of its forget-set answers that loop (rep; 0 for the "
+        "target, 1 for gibberish; none: no epoch kept the utility):", "", *table(0), "",
+        "The run's selected epoch (its saved model): forget quality @ model utility relative to the start:",
+        "", *table(1), "",
+        "Retain model: forget quality 1 in every column. (no β): the strategy takes no β; its default run "
+        "is the comparison. Blank: not run.", ""])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", action="append", default=[], metavar="FILE",
                         help="a config file for every run, before the sweep's overrides (may repeat)")
     parser.add_argument("--list", action="store_true", help="print the commands and exit")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: only rewrite the comparisons and overview of the finished runs")
     args = parser.parse_args(argv)
     everything = plan(args.long_epochs)
     runs = select(everything, args.patterns)
@@ -167,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for run in runs:
             print(f"[{run.group}] {shlex.join(fit_command(run, out, args.set, configs))}")
+        return 0
+    if args.collect:
+        if not out.is_dir():
+            raise SystemExit(f"{out} does not exist: nothing to collect (give the --out of an earlier sweep).")
+        collect(out, list(dict.fromkeys(r.group for r in runs)), everything)
+        print(f"Comparisons in {out / 'compare'}; overview in {out / 'compare' / 'overview.md'}.")
         return 0
     statuses = sweep(runs, out, args.set, args.jobs, args.threads, configs, everything)
     failed = [name for name, status in statuses.items() if status]
