@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,46 @@ def test_two_fsdp_processes_match_one_process_and_save_whole_weights(tmp_path, o
     fsdp = _fit(tmp_path, "fsdp", "trainer.strategy=fsdp", "trainer.devices=2", "data.batch_size=2", *overrides,
                 launcher=(FSDP_ON_CPU,))
     _assert_same_run(single, fsdp)
+
+
+@pytest.mark.slow
+def test_fsdp_run_killed_mid_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    # Under FSDP each checkpoint is gathered to one full file on rank 0 (state_dict_type="full"), with
+    # the optimiser state; resuming reshards it. FSDP restores it after on_fit_start, so the reference
+    # log-probs come back from the cache file in run.cache_dir that the first start wrote.
+    fsdp = ("trainer.strategy=fsdp", "trainer.devices=2", "data.batch_size=2", "trainer.max_epochs=4",
+            "run.checkpoint_every_n_steps=1")
+    straight = _fit(tmp_path, "straight", *fsdp, launcher=(FSDP_ON_CPU,))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    command = [sys.executable, FSDP_ON_CPU, "fit", *TINY, f"run.cache_dir={tmp_path / 'cache'}",
+               f"run.output_dir={tmp_path / 'runs'}", "run.name=killed", *fsdp]
+    checkpoint = tmp_path / "runs" / "killed" / "checkpoints" / "last.ckpt"
+
+    def saved_step() -> int:
+        try:  # written by a rename, but read while the next one may replace it
+            return torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+        except (FileNotFoundError, RuntimeError, EOFError):
+            return -1
+
+    # Its own session, so that killing it kills both ranks (rank 1 is rank 0's child).
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline and saved_step() < 5:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed: {err.decode()[-2000:]}"
+    killed_at = saved_step()
+    assert 5 <= killed_at < 8 and not (tmp_path / "runs" / "killed" / "model").exists()
+
+    resumed = _fit(tmp_path, "killed", *fsdp, "--resume", launcher=(FSDP_ON_CPU,))
+    one, two = (load_file(run / "model" / "model.safetensors") for run in (straight, resumed))
+    assert one.keys() == two.keys()
+    assert all(torch.equal(one[k], two[k]) for k in one), f"weights differ (killed at step {killed_at})"
+    summaries = [json.loads((run / "summary.json").read_text()) for run in (straight, resumed)]
+    assert summaries[0]["steps"] == summaries[1]["steps"] == 8
+    assert [r["step"] for r in summaries[1]["evaluation"]["history"]] == [0, 2, 4, 6, 8]
 
 
 def test_launched_rank_reuses_rank_zero_run_folder(monkeypatch, tmp_path):
