@@ -145,8 +145,37 @@ def test_bad_eval_settings_are_config_errors(work, capsys, override, message):
     assert message in capsys.readouterr().err
 
 
+def test_eval_of_own_files_says_tofu_metrics_need_a_tofu_benchmark(work, tmp_path, capsys):
+    forget = tmp_path / "forget.jsonl"
+    forget.write_text(json.dumps({"question": "Who?", "answer": "Nobody."}) + "\n")
+    out = tmp_path / "out"
+    assert main(["eval", *_args(work, "data.source=files", f"data.forget_path={forget}"), "--out", str(out)]) == 2
+    assert "perturbed answers" in (err := capsys.readouterr().err) and "data.source=tofu" in err
+    assert not out.exists()
+
+
 def test_fit_without_evaluation_keeps_the_final_weights(work):
     assert main(["fit", *_args(work, "run.name=no_eval", "eval.enabled=false")]) == 0
     run = work.runs / "no_eval"
     assert json.loads((run / "summary.json").read_text())["evaluation"] is None
     assert (run / "model" / "model.safetensors").is_file() and not (run / "summary.md").exists()
+
+
+def test_compare_reads_real_fit_runs(work, capsys):
+    # The compare tests build run folders by hand; this one reads what fit actually writes.
+    from matplotlib.image import imread
+
+    assert main(["fit", *_args(work, "run.name=ga_run", "loss.name=ga", "trainer.max_epochs=1")]) == 0
+    out = work.runs / "comparison"
+    assert main(["compare", str(work.runs / "fit"), str(work.runs / "ga_run"), "--out", str(out)]) == 0
+    table = (out / "comparison.md").read_text()
+    for run, loss in (("fit", "npo_rt"), ("ga_run", "ga")):
+        summary = json.loads((work.runs / run / "summary.json").read_text())
+        selected = summary["evaluation"]["selected_epoch"]
+        quality = summary["evaluation"]["unlearned"]["forget/forget_quality"]
+        assert f"| {run} | {loss} | {summary['forget_split']} | {quality:.3g} |" in table
+        assert f"| {selected} | {len(summary['evaluation']['history']) - 1}: " in table
+    assert "| target (before unlearning) |" in table and "| retain model |" in table
+    image = imread(out / "comparison.png")
+    assert image.ndim == 3 and image.shape[0] > 200
+    assert "Wrote" in capsys.readouterr().out

@@ -125,6 +125,11 @@ def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None 
     from unlearn.fit import resolve_assets
 
     check_eval_config(cfg)
+    if cfg.data.source == "files":
+        raise ConfigError("python -m unlearn eval computes TOFU's metrics, which need TOFU's perturbed answers and "
+                          "its real-authors and world-facts splits; your own files (data.source=files) have none. "
+                          "Point it at a TOFU-format benchmark instead (data.source=tofu with data.path, or the "
+                          "built-in one). A fit on your own files reports the forget and retain NLL before and after.")
     if model_path is not None:
         cfg = replace(cfg, model=replace(cfg.model, path=str(model_path)))
     assets = resolve_assets(cfg)
