@@ -25,13 +25,21 @@ TINY = ["--config", "model/tiny", "loss.name=npo", "loss.beta=0.1", "data.builti
 FSDP_ON_CPU = str(Path(__file__).with_name("fsdp_on_cpu.py"))
 
 
-def _fit(tmp_path: Path, name: str, *overrides: str, launcher: tuple[str, ...] = ("-m", "unlearn")) -> Path:
+def _env() -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", RUN_DIR_ENV):
         env.pop(variable, None)
-    command = [sys.executable, *launcher, "fit", *TINY, f"run.cache_dir={tmp_path / 'cache'}",
-               f"run.output_dir={tmp_path / 'runs'}", *([f"run.name={name}"] if name else []), *overrides]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return env
+
+
+def _fit_command(tmp_path: Path, name: str, *overrides: str, launcher: tuple[str, ...] = ("-m", "unlearn")) -> list:
+    return [sys.executable, *launcher, "fit", *TINY, f"run.cache_dir={tmp_path / 'cache'}",
+            f"run.output_dir={tmp_path / 'runs'}", *([f"run.name={name}"] if name else []), *overrides]
+
+
+def _fit(tmp_path: Path, name: str, *overrides: str, launcher: tuple[str, ...] = ("-m", "unlearn")) -> Path:
+    command = _fit_command(tmp_path, name, *overrides, launcher=launcher)
+    done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return tmp_path / "runs" / name if name else tmp_path / "runs"
 
@@ -89,9 +97,6 @@ def test_fsdp_run_killed_mid_training_resumes_to_the_weights_of_an_uninterrupted
     fsdp = ("trainer.strategy=fsdp", "trainer.devices=2", "data.batch_size=2", "trainer.max_epochs=4",
             "run.checkpoint_every_n_steps=1")
     straight = _fit(tmp_path, "straight", *fsdp, launcher=(FSDP_ON_CPU,))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-    command = [sys.executable, FSDP_ON_CPU, "fit", *TINY, f"run.cache_dir={tmp_path / 'cache'}",
-               f"run.output_dir={tmp_path / 'runs'}", "run.name=killed", *fsdp]
     checkpoint = tmp_path / "runs" / "killed" / "checkpoints" / "last.ckpt"
 
     def saved_step() -> int:
@@ -101,8 +106,8 @@ def test_fsdp_run_killed_mid_training_resumes_to_the_weights_of_an_uninterrupted
             return -1
 
     # Its own session, so that killing it kills both ranks (rank 1 is rank 0's child).
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(_fit_command(tmp_path, "killed", *fsdp, launcher=(FSDP_ON_CPU,)), cwd=tmp_path,
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 240
     while proc.poll() is None and time.time() < deadline and saved_step() < 5:
         time.sleep(0.01)

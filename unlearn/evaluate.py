@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 SELECTION_RULES = ("forget_quality", "model_utility", "last")
 
 
+# Why neither fit nor eval runs TOFU's evaluation on data.source=files.
+NO_TOFU_SPLITS = ("TOFU's metrics need its perturbed answers and its real-authors and world-facts splits, which "
+                  "your own files (data.source=files) do not have.")
+
+
 def check_eval_config(cfg: Config) -> None:
     """Fail on a bad ``eval.*`` value before any slow work."""
     e = cfg.eval
@@ -126,10 +131,9 @@ def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None 
 
     check_eval_config(cfg)
     if cfg.data.source == "files":
-        raise ConfigError("python -m unlearn eval computes TOFU's metrics, which need TOFU's perturbed answers and "
-                          "its real-authors and world-facts splits; your own files (data.source=files) have none. "
-                          "Point it at a TOFU-format benchmark instead (data.source=tofu with data.path, or the "
-                          "built-in one). A fit on your own files reports the forget and retain NLL before and after.")
+        raise ConfigError(f"python -m unlearn eval computes TOFU's metrics. {NO_TOFU_SPLITS} Point it at a "
+                          "TOFU-format benchmark instead (data.source=tofu with data.path, or the built-in one); "
+                          "a fit on your own files reports the forget and retain NLL before and after.")
     if model_path is not None:
         cfg = replace(cfg, model=replace(cfg.model, path=str(model_path)))
     assets = resolve_assets(cfg)

@@ -24,7 +24,7 @@ from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.data.sources import (builtin_benchmark_dir, forget_retain_overlap, load_idk_answers, load_split,
                                   retain_split_for)
 from unlearn.distributed import check_strategy, is_launched_rank, launched_run_dir, share_run_dir
-from unlearn.evaluate import check_eval_config
+from unlearn.evaluate import NO_TOFU_SPLITS, check_eval_config
 from unlearn.evaluation.tracking import format_fit_summary, setup_fit_evaluation
 from unlearn.finetune import finetune
 from unlearn.losses import build_loss
@@ -236,9 +236,8 @@ def fit(cfg: Config) -> dict:
                      cfg.model.prompt_format, cfg.data.max_length)
     evaluation = None
     if cfg.data.source == "files" and cfg.eval.enabled:
-        log.info("TOFU's evaluation needs its perturbed and general-knowledge splits, which your own data "
-                 "(data.source=files) lacks: it is skipped, and the summary reports the forget and retain NLL "
-                 "before and after unlearning.")
+        log.info("%s TOFU's evaluation is skipped, and the summary reports the forget and retain NLL before "
+                 "and after unlearning.", NO_TOFU_SPLITS)
     else:
         evaluation = setup_fit_evaluation(cfg, assets, tokenizer, run_dir)  # None when eval.enabled=false
     trainer = L.Trainer(
