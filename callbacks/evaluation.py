@@ -64,10 +64,12 @@ class TofuEvaluation(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         # The bar shows values logged through the module; the loggers already have them. Every rank
-        # holds the same gathered numbers, so syncing them only averages equal values.
+        # holds the same gathered numbers, so they are logged without a collective: with
+        # sync_dist=True the progress bar, which only rank 0 draws, would reduce them on rank 0
+        # alone, out of step with the other ranks' collectives, and the run would hang.
         for key in PROGRESS_BAR_KEYS:
             if key in metrics:
-                pl_module.log(key, float(metrics[key]), prog_bar=True, logger=False, sync_dist=True)
+                pl_module.log(key, float(metrics[key]), prog_bar=True, logger=False, sync_dist=False)
         if trainer.is_global_zero:
             fq, mu = record["forget/forget_quality"], record["utility/model_utility"]
             log.info("Evaluation at epoch %d: forget quality %s, model utility %.3f", record["epoch"],

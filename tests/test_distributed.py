@@ -1,7 +1,12 @@
-"""Training under DDP and FSDP: 2 CPU processes (gloo) end where 1 process with the same global batch ends."""
+"""Training under DDP and FSDP: 2 CPU processes (gloo) end where 1 process with the same global batch ends.
+
+The runs use the settings a user gets from the README (progress bar, evaluation every epoch,
+best-epoch selection and the collapse stop all on), shrinking only the sizes.
+"""
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,9 +27,6 @@ TINY = ["--config", "model/tiny", "loss.name=npo", "loss.beta=0.1", "data.builti
         "eval.max_rows=6", "eval.max_new_tokens=4", "eval.batch_size=4", "trainer.deterministic=true"]
 
 
-FSDP_ON_CPU = str(Path(__file__).with_name("fsdp_on_cpu.py"))
-
-
 def _env() -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", RUN_DIR_ENV):
@@ -41,6 +43,8 @@ def _fit(tmp_path: Path, name: str, *overrides: str, launcher: tuple[str, ...] =
     command = _fit_command(tmp_path, name, *overrides, launcher=launcher)
     done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    # What a user sees: the progress bar (only rank 0 draws it, which once hung multi-process runs).
+    assert "Epoch" in done.stdout + done.stderr
     return tmp_path / "runs" / name if name else tmp_path / "runs"
 
 
@@ -84,8 +88,7 @@ def test_two_fsdp_processes_match_one_process_and_save_whole_weights(tmp_path, o
     # Each rank holds half of every decoder layer, so evaluation (each rank generating for its own
     # questions), the NLL probe, the reference cache and saving all gather whole weights first.
     single = _fit(tmp_path, "single", "trainer.devices=1", "data.batch_size=4", *overrides)
-    fsdp = _fit(tmp_path, "fsdp", "trainer.strategy=fsdp", "trainer.devices=2", "data.batch_size=2", *overrides,
-                launcher=(FSDP_ON_CPU,))
+    fsdp = _fit(tmp_path, "fsdp", "trainer.strategy=fsdp", "trainer.devices=2", "data.batch_size=2", *overrides)
     _assert_same_run(single, fsdp)
 
 
@@ -96,7 +99,7 @@ def test_fsdp_run_killed_mid_training_resumes_to_the_weights_of_an_uninterrupted
     # log-probs come back from the cache file in run.cache_dir that the first start wrote.
     fsdp = ("trainer.strategy=fsdp", "trainer.devices=2", "data.batch_size=2", "trainer.max_epochs=4",
             "run.checkpoint_every_n_steps=1")
-    straight = _fit(tmp_path, "straight", *fsdp, launcher=(FSDP_ON_CPU,))
+    straight = _fit(tmp_path, "straight", *fsdp)
     checkpoint = tmp_path / "runs" / "killed" / "checkpoints" / "last.ckpt"
 
     def saved_step() -> int:
@@ -106,7 +109,7 @@ def test_fsdp_run_killed_mid_training_resumes_to_the_weights_of_an_uninterrupted
             return -1
 
     # Its own session, so that killing it kills both ranks (rank 1 is rank 0's child).
-    proc = subprocess.Popen(_fit_command(tmp_path, "killed", *fsdp, launcher=(FSDP_ON_CPU,)), cwd=tmp_path,
+    proc = subprocess.Popen(_fit_command(tmp_path, "killed", *fsdp), cwd=tmp_path,
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 240
     while proc.poll() is None and time.time() < deadline and saved_step() < 5:
@@ -117,7 +120,7 @@ def test_fsdp_run_killed_mid_training_resumes_to_the_weights_of_an_uninterrupted
     killed_at = saved_step()
     assert 5 <= killed_at < 8 and not (tmp_path / "runs" / "killed" / "model").exists()
 
-    resumed = _fit(tmp_path, "killed", *fsdp, "--resume", launcher=(FSDP_ON_CPU,))
+    resumed = _fit(tmp_path, "killed", *fsdp, "--resume")
     one, two = (load_file(run / "model" / "model.safetensors") for run in (straight, resumed))
     assert one.keys() == two.keys()
     assert all(torch.equal(one[k], two[k]) for k in one), f"weights differ (killed at step {killed_at})"
@@ -173,7 +176,7 @@ def test_fsdp_strategy_shards_each_decoder_layer():
     from unlearn.sharding import build_strategy, is_sharded
 
     policy = tiny_model(tiny_tokenizer())
-    assert build_strategy("ddp", policy) == "ddp" and build_strategy("auto", policy) == "auto"
+    assert build_strategy("auto", policy) == "auto"
     strategy = build_strategy("fsdp", policy, gradient_checkpointing=True)
     assert isinstance(strategy, FSDPStrategy)
     # Lightning's plain "fsdp" would wrap the whole model as one unit, gathered whole at every forward.
@@ -186,3 +189,101 @@ def test_fsdp_strategy_shards_each_decoder_layer():
     with pytest.raises(ConfigError, match="no decoder layer class"):
         build_strategy("fsdp", torch.nn.Sequential(torch.nn.Linear(2, 2)))
     assert not is_sharded(None)
+
+
+STALL_RANK = str(Path(__file__).with_name("stall_rank.py"))
+DDP = ("trainer.strategy=ddp", "trainer.devices=2", "data.batch_size=2")
+
+
+def _no_process_left(marker: str) -> bool:
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    return not [pid for pid in found.stdout.split() if int(pid) != os.getpid()]
+
+
+def _resume_command_in(stderr: str) -> list[str]:
+    line = next(line.strip() for line in stderr.splitlines() if line.strip().startswith("python -m unlearn fit"))
+    words = shlex.split(line)
+    assert words[:3] == ["python", "-m", "unlearn"] and words[-1] == "--resume"
+    return [sys.executable, *words[1:]]
+
+
+@pytest.mark.slow
+def test_a_rank_that_stops_taking_part_ends_the_run_with_the_timeout_message_and_the_resume_command(tmp_path):
+    # Rank 1 sleeps when epoch 1 starts; rank 0 waits for it in the next collective until the timeout.
+    env = {**_env(), "UNLEARN_TEST_STALL": "1:1"}
+    command = _fit_command(tmp_path, "stuck", *DDP, "trainer.collective_timeout_s=8", launcher=(STALL_RANK,))
+    start = time.time()
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    waited = time.time() - start
+    assert done.returncode == 1, done.stderr[-3000:]
+    run = tmp_path / "runs" / "stuck"
+    assert "rank 1 stalls at epoch 1" in done.stderr
+    assert "did not complete within trainer.collective_timeout_s=8 s" in done.stderr
+    assert f"last checkpoint is {run / 'checkpoints' / 'last.ckpt'}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert _no_process_left(str(tmp_path / "cache")), "a rank outlived the failed run"
+    assert waited < 120
+    # The printed command continues the run (in its folder, from the epoch-1 checkpoint) to the end.
+    resumed = subprocess.run(_resume_command_in(done.stderr), cwd=tmp_path, env=_env(), capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["resumed_from"].endswith("last.ckpt")
+    assert [r["epoch"] for r in summary["evaluation"]["history"]] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_whose_process_waits_in_a_collective(tmp_path):
+    # The timeout is far away: only SIGTERM can end the wait, and Python's own handler cannot run
+    # while the main thread is blocked in the collective.
+    env = {**_env(), "UNLEARN_TEST_STALL": "1:1"}
+    command = _fit_command(tmp_path, "term", *DDP, "trainer.collective_timeout_s=600", launcher=(STALL_RANK,))
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    stderr = []
+    for line in proc.stderr:  # wait until rank 1 has stopped taking part
+        stderr.append(line)
+        if "rank 1 stalls" in line:
+            break
+    time.sleep(2)  # rank 0 is now inside its next collective
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=120)
+    stderr = "".join(stderr) + rest
+    assert proc.returncode == 143, stderr[-3000:]
+    assert time.time() - sent < 60
+    assert "stopped by SIGTERM while this process was waiting for the other processes" in stderr
+    assert "--resume" in stderr and (tmp_path / "runs" / "term" / "checkpoints" / "last.ckpt").is_file()
+    assert _no_process_left(str(tmp_path / "cache")), "a rank outlived the stopped run"
+
+
+def test_multi_process_runs_get_a_strategy_with_the_configured_timeout():
+    from datetime import timedelta
+
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from tests.helpers import tiny_model, tiny_tokenizer
+    from unlearn.distributed import is_multi_process
+    from unlearn.sharding import build_strategy
+
+    policy = tiny_model(tiny_tokenizer())
+    ddp = build_strategy("ddp", policy, timeout_s=42)
+    assert isinstance(ddp, DDPStrategy) and ddp._timeout == timedelta(seconds=42)
+    assert build_strategy("ddp_find_unused_parameters_true", policy, timeout_s=5)._ddp_kwargs == \
+        {"find_unused_parameters": True}
+    assert build_strategy("fsdp", policy, timeout_s=7)._timeout == timedelta(seconds=7)
+    # "auto" stays Lightning's choice on one process and becomes DDP (with the timeout) on several.
+    assert build_strategy("auto", policy) == "auto"
+    assert build_strategy("auto", policy, timeout_s=9, multi_process=True)._timeout == timedelta(seconds=9)
+    assert [is_multi_process(d, 1) for d in (1, 2, "2", [0, 1], [3], "0,1", "auto", -1)] == \
+        [False, True, True, True, False, True, False, False]
+    assert is_multi_process(1, 2)
+
+
+def test_collective_failures_are_recognised_and_other_errors_are_not():
+    from unlearn.distributed import is_collective_failure
+
+    assert is_collective_failure(RuntimeError("[gloo/unbound_buffer.cc:78] Timed out waiting 3000ms for recv"))
+    assert is_collective_failure(RuntimeError("[gloo/pair.cc:553] Connection closed by peer [127.0.0.1]:5"))
+    assert not is_collective_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not is_collective_failure(ValueError("timed out"))

@@ -119,16 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         from unlearn.guards import NonFiniteError
         from unlearn.models import ModelLoadError
 
-        if isinstance(err, (DataError, ModelLoadError, NonFiniteError)):
+        from unlearn.distributed import CollectiveError
+        from unlearn.resume import RunInterrupted
+
+        if isinstance(err, RunInterrupted):  # a scheduler's pre-emption: exit non-zero so it is not taken as done
+            print(f"error: {err}", file=sys.stderr)
+            return 143
+        if isinstance(err, (DataError, ModelLoadError, NonFiniteError, CollectiveError)):
             print(f"error: {err}", file=sys.stderr)
             return 1
-        raise
-    except SystemExit as err:
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        if isinstance(err, SIGTERMException):  # a scheduler's pre-emption: exit non-zero so it is not taken as done
-            print("error: stopped by SIGTERM after the last finished batch, whose state is saved in "
-                  "<run>/checkpoints/last.ckpt. Continue with the same command plus --resume.", file=sys.stderr)
-            return 143
         raise
     return 0

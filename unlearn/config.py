@@ -168,6 +168,9 @@ class TrainerConfig:
     log_every_n_steps: int = 1
     deterministic: bool = False
     enable_progress_bar: bool = True
+    # Multi-process runs: a collective operation (all-reduce, barrier, gather) that waits longer than
+    # this for the other processes fails with an error naming the run folder and the resume command.
+    collective_timeout_s: int = 1800
 
 
 @dataclass

@@ -13,8 +13,16 @@ and so need ``run.name`` to agree on the folder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from unlearn.config import ConfigError
@@ -87,3 +95,102 @@ def check_strategy(strategy: str) -> None:
         except ImportError as err:
             raise ConfigError("trainer.strategy=deepspeed needs the DeepSpeed package: "
                               "pip install -e '.[deepspeed]' (or choose trainer.strategy=fsdp).") from err
+
+
+# What torch's process-group backends say when a collective cannot finish: gloo's "Timed out waiting
+# ...ms" and "Connection closed by peer" (the other rank has died), NCCL's watchdog timeout.
+COLLECTIVE_FAILURE = re.compile(r"timed out|timeout|connection closed by peer|connection reset by peer|"
+                                r"broken pipe|NCCL", re.IGNORECASE)
+# After SIGTERM, a main thread that has not moved for this long is blocked in one call (a collective
+# that waits for a rank that will never join) and cannot reach Lightning's own SIGTERM handling.
+STUCK_AFTER_SIGTERM_S = 15.0
+
+
+class CollectiveError(RuntimeError):
+    """The processes of a multi-process run stopped waiting for each other."""
+
+
+def is_collective_failure(err: BaseException) -> bool:
+    """True for the errors torch raises when a collective operation times out or loses a peer."""
+    import torch.distributed as dist
+
+    if isinstance(err, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(err, RuntimeError) and bool(COLLECTIVE_FAILURE.search(str(err)))
+
+
+def is_multi_process(devices, num_nodes: int) -> bool:
+    """Whether ``trainer.devices`` and ``trainer.num_nodes`` ask for more than one process."""
+    if num_nodes > 1:
+        return True
+    if isinstance(devices, (list, tuple)):
+        return len(devices) > 1
+    text = str(devices).strip()
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()]) > 1
+    return text.lstrip("-").isdigit() and int(text) > 1
+
+
+class SigtermWatchdog:
+    """Ends a process that got SIGTERM while blocked in a collective, instead of letting it wait forever.
+
+    Python runs signal handlers in the main thread between bytecodes, so a process blocked in a C
+    call (a gloo or NCCL collective waiting for a rank that has died or is stuck) never reaches
+    Lightning's SIGTERM handling, and only SIGKILL stops it. The C-level handler still writes the
+    signal number to the wakeup file descriptor at once; a daemon thread reads it, and if the main
+    thread then stays in one place for ``patience_s`` seconds, it stops the processes this one
+    launched, prints ``message`` and exits with 143 (128 + SIGTERM). A main thread that keeps
+    moving finishes the batch and saves its checkpoint through Lightning as usual.
+
+    Use as a context manager in the main thread, around ``trainer.fit``.
+    """
+
+    def __init__(self, message: Callable[[], str], children: Callable[[], list] = list,
+                 patience_s: float = STUCK_AFTER_SIGTERM_S):
+        self.message, self.children, self.patience_s = message, children, patience_s
+        self._reader = self._writer = None
+        self._previous_fd = -1
+
+    def __enter__(self) -> SigtermWatchdog:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach only the main thread's handlers; nothing to watch
+        self._reader, self._writer = socket.socketpair()
+        self._writer.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, name="unlearn-sigterm-watchdog", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._writer is None:
+            return
+        signal.set_wakeup_fd(self._previous_fd)
+        self._writer.close()  # the reader sees end-of-file and the thread ends
+        self._writer = None
+
+    def _watch(self) -> None:
+        try:
+            while True:
+                data = self._reader.recv(64)
+                if not data:
+                    return
+                if signal.SIGTERM in data:
+                    break
+        except OSError:
+            return
+        main = threading.main_thread().ident
+        place, since = None, time.monotonic()
+        while True:
+            frame = sys._current_frames().get(main)
+            if frame is None:
+                return
+            now = (id(frame), frame.f_lasti)
+            if now != place:
+                place, since = now, time.monotonic()
+            elif time.monotonic() - since >= self.patience_s:
+                break
+            time.sleep(0.25)
+        for child in self.children():
+            with contextlib.suppress(Exception):
+                child.kill()
+        print(f"error: {self.message()}", file=sys.stderr, flush=True)
+        os._exit(143)

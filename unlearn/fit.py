@@ -9,6 +9,7 @@ import json
 import logging
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import partial
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from unlearn.checkpoints import (CHECKPOINT_DIR, AtomicCheckpointIO, LastCheckpoint, RNGState, last_checkpoint,
                                  save_pretrained_atomic)
@@ -23,7 +25,8 @@ from unlearn.config import Config, ConfigError, LossConfig
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.data.sources import (builtin_benchmark_dir, forget_retain_overlap, load_idk_answers, load_split,
                                   retain_split_for)
-from unlearn.distributed import check_strategy, is_launched_rank, launched_run_dir, share_run_dir
+from unlearn.distributed import (CollectiveError, SigtermWatchdog, check_strategy, is_collective_failure,
+                                 is_launched_rank, is_multi_process, launched_run_dir, share_run_dir, strategy_name)
 from unlearn.evaluate import NO_TOFU_SPLITS, check_eval_config
 from unlearn.evaluation.tracking import format_fit_summary, setup_fit_evaluation
 from unlearn.finetune import finetune
@@ -32,7 +35,8 @@ from unlearn.lora import apply_lora, model_for_saving
 from unlearn.models import load_model, load_tokenizer
 from unlearn.module import UnlearningModule
 from unlearn.reference_setup import build_reference
-from unlearn.resume import check_new_run, check_outside_inputs, check_resumable, open_run_directory
+from unlearn.resume import (RunInterrupted, check_new_run, check_outside_inputs, check_resumable, open_run_directory,
+                            resume_hint)
 from unlearn.scoring import mean_token_nll
 from unlearn.sharding import build_strategy, whole_weights
 from unlearn.validation import validate
@@ -218,8 +222,10 @@ def fit(cfg: Config) -> dict:
                     data_report["forget_in_retain"], len(forget_rows), retain_split)
     # The weights load after the data is checked, so a bad dataset fails in seconds, not minutes.
     policy = build_policy(cfg, assets.target)
-    strategy = build_strategy(cfg.trainer.strategy, policy, cfg.model.gradient_checkpointing)
-    if cfg.model.gradient_checkpointing and isinstance(strategy, str):  # FSDP checkpoints its own layers
+    multi_process = is_multi_process(cfg.trainer.devices, cfg.trainer.num_nodes)
+    strategy = build_strategy(cfg.trainer.strategy, policy, cfg.model.gradient_checkpointing,
+                              cfg.trainer.collective_timeout_s, multi_process)
+    if cfg.model.gradient_checkpointing and strategy_name(cfg.trainer.strategy) != "fsdp":  # FSDP checkpoints its own layers
         policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if is_launched_rank():  # only global rank 0 creates or writes the run folder
         checkpoint = last_checkpoint(run_dir) if cfg.run.resume else None
@@ -250,7 +256,7 @@ def fit(cfg: Config) -> dict:
         callbacks=[probe, *(evaluation.callbacks if evaluation else []), RNGState(),
                    LastCheckpoint(run_dir / CHECKPOINT_DIR, cfg.run.checkpoint_every_n_steps)],
         plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    train(trainer, module, datamodule, checkpoint, run_dir, cfg.trainer.collective_timeout_s)
 
     eval_summary = evaluation.summary() if evaluation else None
     nll_epoch, nll_after = probe.after(eval_summary["selected_epoch"] if eval_summary else None)
@@ -277,6 +283,47 @@ def fit(cfg: Config) -> dict:
             shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
         print(format_summary(summary))
     return summary
+
+
+def train(trainer: L.Trainer, module, datamodule, checkpoint: Path | None, run_dir: Path, timeout_s: float) -> None:
+    """``trainer.fit``, with the ways a run can stop turned into messages that say how to continue it.
+
+    A collective that times out or loses a peer, and a SIGTERM that finds this process blocked in
+    one (:class:`~unlearn.distributed.SigtermWatchdog`), end with the run folder, its last
+    checkpoint and the exact ``--resume`` command; so does a SIGTERM handled by Lightning after
+    the current batch.
+    """
+    def children() -> list:
+        return list(getattr(trainer.strategy.launcher, "procs", None) or [])
+
+    def stuck_message() -> str:
+        return (f"stopped by SIGTERM while this process was waiting for the other processes of the run. "
+                f"{resume_hint(run_dir)}")
+
+    with warnings.catch_warnings():
+        # Evaluation numbers are logged without a collective on purpose (callbacks/evaluation.py).
+        warnings.filterwarnings("ignore", message=r".*self\.log\('(utility|forget)/.*sync_dist=True")
+        _fit_with_messages(trainer, module, datamodule, checkpoint, run_dir, timeout_s, children, stuck_message)
+
+
+def _fit_with_messages(trainer, module, datamodule, checkpoint, run_dir, timeout_s, children, stuck_message) -> None:
+    try:
+        with SigtermWatchdog(stuck_message, children):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    except SIGTERMException as err:
+        raise RunInterrupted(f"stopped by SIGTERM after the last finished batch, whose state is saved. "
+                             f"{resume_hint(run_dir)}") from err
+    except Exception as err:
+        if trainer.world_size < 2 or not is_collective_failure(err):
+            raise
+        for child in children():  # ranks this process launched wait in the same broken collectives
+            child.kill()
+        first_line = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise CollectiveError(
+            f"the processes of this run stopped waiting for each other: a collective operation did not complete "
+            f"within trainer.collective_timeout_s={timeout_s:g} s, or another process of the run ended "
+            f"(torch: {first_line}). Look for an error in the other processes' output first. "
+            f"{resume_hint(run_dir)}") from err
 
 
 def format_summary(summary: dict) -> str:

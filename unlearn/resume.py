@@ -10,6 +10,7 @@ would have ended.
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,27 @@ MODEL_DIR = "model"
 MAY_CHANGE_ON_RESUME = {
     "run.resume", "run.overwrite", "run.name", "run.output_dir", "run.cache_dir", "run.keep_checkpoint",
     "run.checkpoint_every_n_steps", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "data.num_workers",
+    "trainer.collective_timeout_s",
 }
+
+
+class RunInterrupted(RuntimeError):
+    """The run was stopped (SIGTERM) with its state saved; it can be resumed."""
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that continues the run in ``run_dir``: its own resolved config, plus ``--resume``."""
+    run_dir = Path(run_dir)
+    return shlex.join(["python", "-m", "unlearn", "fit", "--config", str(run_dir / CONFIG_FILE),
+                       f"run.output_dir={run_dir.parent}", f"run.name={run_dir.name}", "--resume"])
+
+
+def resume_hint(run_dir: Path) -> str:
+    """Where the run's state is and the exact command that continues it."""
+    checkpoint = last_checkpoint(run_dir)
+    saved = (f"The run's last checkpoint is {checkpoint}" if checkpoint else
+             f"The run {run_dir} has no checkpoint yet, so it starts again from the beginning")
+    return f"{saved}; continue with:\n  {resume_command(run_dir)}"
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:

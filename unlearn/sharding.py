@@ -17,8 +17,11 @@ merge, safetensors, atomic rename) sees an ordinary model whatever the strategy.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 
 import torch
 
@@ -41,8 +44,14 @@ def decoder_layer_classes(model) -> set[type]:
     return {type(m) for m in model.modules() if type(m).__name__ in names}
 
 
-def build_strategy(name: str, policy, gradient_checkpointing: bool = False):
-    """``trainer.strategy`` as the Trainer takes it: an FSDP strategy that shards per decoder layer, else the name.
+def build_strategy(name: str, policy, gradient_checkpointing: bool = False, timeout_s: float = 1800,
+                   multi_process: bool = False):
+    """``trainer.strategy`` as the Trainer takes it: a strategy object for multi-process runs, else the name.
+
+    Every DDP, FSDP and DeepSpeed strategy gets ``timeout_s`` as its process-group timeout, so a
+    collective that some rank never joins fails after that long instead of waiting forever.
+    ``"auto"`` becomes DDP when the run asks for several processes (``multi_process``), which is
+    what Lightning would choose, so that the timeout applies there too.
 
     Lightning's plain ``"fsdp"`` wraps the whole model as one unit, so every forward would gather
     every weight at once; wrapping each decoder layer keeps one layer whole at a time. With
@@ -52,8 +61,11 @@ def build_strategy(name: str, policy, gradient_checkpointing: bool = False):
     Raises:
         ConfigError: an FSDP variant Lightning does not have, or a model with no known decoder layer.
     """
+    if name == "auto" and multi_process:
+        name = "ddp"
+    timeout = {"timeout": timedelta(seconds=timeout_s)}
     if strategy_name(name) != "fsdp":
-        return name
+        return _registered_strategy(name, timeout)
     if name not in FSDP_STRATEGIES:
         raise ConfigError(f"trainer.strategy={name} is not an FSDP strategy Lightning knows; use one of "
                           f"{', '.join(FSDP_STRATEGIES)}.")
@@ -61,10 +73,79 @@ def build_strategy(name: str, policy, gradient_checkpointing: bool = False):
     if not layers:
         raise ConfigError(f"trainer.strategy={name}: {type(policy).__name__} declares no decoder layer class "
                           "(_no_split_modules) to shard by. Use trainer.strategy=ddp or deepspeed_stage_3.")
-    from lightning.pytorch.strategies import FSDPStrategy
+    return _layerwise_fsdp_class()(auto_wrap_policy=layers, activation_checkpointing_policy=layers if gradient_checkpointing
+                        else None, cpu_offload=FSDP_STRATEGIES[name], state_dict_type="full", **timeout)
 
-    return FSDPStrategy(auto_wrap_policy=layers, activation_checkpointing_policy=layers if gradient_checkpointing
-                        else None, cpu_offload=FSDP_STRATEGIES[name], state_dict_type="full")
+
+@functools.cache
+def _layerwise_fsdp_class():
+    """Lightning's FSDP strategy, able to run on CPU processes (gloo) as well as on GPUs.
+
+    Lightning refuses FSDP without a GPU (it checks for its exact class, which this subclass is
+    not), passes torch's FSDP no device on a CPU (torch then looks for a GPU), and takes full state
+    dicts with ``offload_to_cpu=True``, which torch's FSDP cannot do for tensors already on the
+    CPU. On a CPU each of these is done the way torch needs; on a GPU everything is Lightning's.
+    A CPU run is slow but shards, gathers and saves exactly as a GPU run does, so a laptop or CI
+    can run ``trainer.strategy=fsdp``.
+    """
+    import lightning.pytorch.strategies.fsdp as lightning_fsdp
+    from lightning.pytorch.strategies import FSDPStrategy
+    from torch.distributed.fsdp import (FullOptimStateDictConfig, FullStateDictConfig, FullyShardedDataParallel,
+                                        StateDictType)
+
+    def cpu_state_dict_context(module, world_size, rank0_only=True):
+        del world_size  # same signature as Lightning's helper
+        return FullyShardedDataParallel.state_dict_type(
+            module, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=False, rank0_only=rank0_only),
+            FullOptimStateDictConfig(offload_to_cpu=False, rank0_only=rank0_only))
+
+    class LayerwiseFSDPStrategy(FSDPStrategy):
+        @contextlib.contextmanager
+        def _full_state_dicts_in_place(self) -> Iterator[None]:
+            if self.root_device.type != "cpu":
+                yield
+                return
+            original = lightning_fsdp._get_full_state_dict_context
+            lightning_fsdp._get_full_state_dict_context = cpu_state_dict_context
+            try:
+                yield
+            finally:
+                lightning_fsdp._get_full_state_dict_context = original
+
+        def _setup_model(self, model):
+            if self.root_device.type != "cpu" or any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
+                return super()._setup_model(model)
+            model = FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
+                                             mixed_precision=self.mixed_precision_config,
+                                             sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"),
+                                             **self.kwargs)
+            lightning_fsdp._setup_activation_checkpointing(model, self._activation_checkpointing_kwargs)
+            return model
+
+        def lightning_module_state_dict(self):
+            with self._full_state_dicts_in_place():
+                return super().lightning_module_state_dict()
+
+        def optimizer_state(self, optimizer):
+            with self._full_state_dicts_in_place():
+                return super().optimizer_state(optimizer)
+
+        def load_checkpoint(self, checkpoint_path, weights_only=None):
+            with self._full_state_dicts_in_place():
+                return super().load_checkpoint(checkpoint_path, weights_only=weights_only)
+
+    return LayerwiseFSDPStrategy
+
+
+def _registered_strategy(name: str, extra: dict):
+    """Lightning's registered strategy ``name`` built with ``extra`` arguments it accepts; other names unchanged."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    entry = dict.get(StrategyRegistry, name)
+    if entry is None or strategy_name(name) not in ("ddp", "deepspeed"):
+        return name  # "auto", "single_device", ... : one process, no collective
+    accepted = inspect.signature(entry["strategy"].__init__).parameters
+    return entry["strategy"](**entry["init_params"], **{k: v for k, v in extra.items() if k in accepted})
 
 
 def fsdp_root(trainer):

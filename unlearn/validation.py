@@ -54,6 +54,8 @@ RANGES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ("trainer.max_epochs", _at_least(1), ">= 1", "the NPO paper trains 10 epochs on TOFU"),
     ("trainer.num_nodes", _at_least(1), ">= 1", "1 for a single machine"),
     ("trainer.log_every_n_steps", _at_least(1), ">= 1", "1 logs every optimiser step"),
+    ("trainer.collective_timeout_s", _at_least(1), ">= 1", "it must outlast the longest step, evaluation or save; "
+     "the default is 1800 (30 minutes)"),
     ("finetune.epochs", _at_least(1), ">= 1", "TOFU fine-tunes for 5 epochs"),
     ("finetune.lr", _positive, "> 0", "TOFU uses 1e-5"),
     ("finetune.batch_size", _at_least(1), ">= 1", "lower it to fit memory"),
