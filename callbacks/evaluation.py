@@ -9,7 +9,7 @@ import lightning as L
 from typing_extensions import override
 
 from unlearn.evaluation.results import FLUENCY_KEYS, SUMMARY_KEYS, EvalResult
-from unlearn.sharding import whole_weights
+from unlearn.training.sharding import whole_weights
 
 log = logging.getLogger(__name__)
 PROGRESS_BAR_KEYS = ("utility/model_utility", "forget/forget_quality")
@@ -49,7 +49,7 @@ class TofuEvaluation(L.Callback):
         """Evaluate now, record the result as ``epoch`` and log it."""
         model = getattr(pl_module, "policy", pl_module)
         # Each rank answers its own questions, for as many tokens as it needs: under a sharding
-        # strategy that needs every weight whole on every rank (unlearn.sharding).
+        # strategy that needs every weight whole on every rank (unlearn.training.sharding).
         with whole_weights(trainer):
             result = self.evaluator(model, rank=trainer.global_rank, world_size=trainer.world_size)
         result.compare_with_retain(self.retain)
@@ -83,7 +83,7 @@ class TofuEvaluation(L.Callback):
         loggers = [lg for lg in trainer.loggers if hasattr(getattr(lg, "experiment", None), "add_image")]
         if not loggers:
             return
-        from unlearn.plots import figure_to_rgb, trajectory_figure
+        from unlearn.reporting.plots import figure_to_rgb, trajectory_figure
 
         image = figure_to_rgb(trajectory_figure({"this run": self.records}))
         for logger in loggers:

@@ -1,6 +1,6 @@
 """Tiny models and tokenizers built in-process for tests."""
 
-from unlearn.models import build_tiny_llama, train_tokenizer
+from unlearn.models.loading import build_tiny_llama, train_tokenizer
 
 QA = [
     {"question": f"What is the home city of writer number {i}?", "answer": f"Writer number {i} lives in city {i % 7}."}

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from unlearn.module import UnlearningModule
+from unlearn.training.module import UnlearningModule
 
 _epoch_start = UnlearningModule.on_train_epoch_start
 

@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from unlearn.bench import METHODS, PRESETS, build, main
+from unlearn.experiments.bench import METHODS, PRESETS, build, main
 
 pytestmark = pytest.mark.slow
 

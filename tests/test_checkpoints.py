@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from tests.helpers import QA, tiny_model, tiny_tokenizer
-from unlearn.checkpoints import LAST, AtomicCheckpointIO, LastCheckpoint, save_pretrained_atomic
+from unlearn.training.checkpoints import LAST, AtomicCheckpointIO, LastCheckpoint, save_pretrained_atomic
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.losses import build_loss
-from unlearn.module import UnlearningModule
+from unlearn.training.module import UnlearningModule
 
 
 class Unpicklable:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from unlearn.cli import main
-from unlearn.compare import NotARunError, compare, comparison_table
+from unlearn.reporting.compare import NotARunError, compare, comparison_table
 from unlearn.evaluation.results import FLUENCY_KEYS, SUMMARY_KEYS
-from unlearn.plots import figure_to_rgb, trajectory_figure
+from unlearn.reporting.plots import figure_to_rgb, trajectory_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -105,7 +105,7 @@ def test_trajectory_figure_renders_runs_without_forget_quality():
 
 
 def test_utility_floor_picks_the_best_forget_quality_that_kept_utility(runs, tmp_path):
-    from unlearn.compare import best_within_utility
+    from unlearn.reporting.compare import best_within_utility
 
     history = [record(0, 0.01, 0.8), record(1, 0.5, 0.5), record(2, 0.2, 0.75), record(3, 0.2, 0.79)]
     assert best_within_utility(history, 0.9)["epoch"] == 2  # epoch 1 lost too much; ties go to the earliest
@@ -119,7 +119,7 @@ def test_utility_floor_picks_the_best_forget_quality_that_kept_utility(runs, tmp
 
 def test_sweep_plan_covers_every_strategy_and_split():
     from unlearn.losses import LOSSES
-    from unlearn.sweep import plan, select
+    from unlearn.experiments.sweep import plan, select
 
     runs = plan()
     assert len(runs) == len(LOSSES) * 4 + 2 + 2 * 5
@@ -137,9 +137,9 @@ def test_sweep_plan_covers_every_strategy_and_split():
 
 
 def test_every_sweep_run_has_a_valid_config():
-    from unlearn.config_loading import load_config
-    from unlearn.fit import build_loss_from_config
-    from unlearn.sweep import plan, select
+    from unlearn.config.loading import load_config
+    from unlearn.training.fit import build_loss_from_config
+    from unlearn.experiments.sweep import plan, select
 
     # Every strategy once, the large benchmark and the long runs (the other splits differ only in the split name).
     for run in select(plan(), ["forget10", "forget50_npo", "long", "beta"]):
@@ -147,8 +147,8 @@ def test_every_sweep_run_has_a_valid_config():
 
 
 def test_sweep_overview_puts_each_run_in_its_strategy_and_setting_cell(tmp_path):
-    from unlearn.sweep import main as sweep_main
-    from unlearn.sweep import overview, plan
+    from unlearn.experiments.sweep import main as sweep_main
+    from unlearn.experiments.sweep import overview, plan
 
     out = tmp_path / "sweep"
     write_run(out / "forget10_ga", "ga", [record(0, 0.007, 0.75), record(1, 0.1, 0.6), record(2, 0.6, 0.1)],

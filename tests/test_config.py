@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from unlearn.config import Config, ConfigError, save_config
-from unlearn.config_loading import configs_dir, load_config
+from unlearn.config.schema import Config, ConfigError, save_config
+from unlearn.config.loading import configs_dir, load_config
 
 
 def test_defaults_are_the_builtin_run_with_spec_loss_defaults():
@@ -71,7 +71,7 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_default_hyperparameters_reach_only_strategies_that_take_them():
-    from unlearn.fit import build_loss_from_config
+    from unlearn.training.fit import build_loss_from_config
 
     assert build_loss_from_config(load_config([], ["loss.name=ga"])).hparams() == {}
     assert build_loss_from_config(load_config([], ["loss.name=npo"])).hparams() == {"beta": load_config().loss.beta}
@@ -83,7 +83,7 @@ def test_default_hyperparameters_reach_only_strategies_that_take_them():
     (["loss.name=npo_rt", "loss.c_kl=2"], "c_kl"),
 ])
 def test_changed_hyperparameter_unused_by_the_strategy_is_an_error(overrides, key):
-    from unlearn.fit import build_loss_from_config
+    from unlearn.training.fit import build_loss_from_config
 
     with pytest.raises(ConfigError, match=f"'{key}'"):
         build_loss_from_config(load_config([], overrides))

@@ -5,10 +5,10 @@ import logging
 
 import pytest
 
-from unlearn.config_loading import load_config
+from unlearn.config.loading import load_config
 from unlearn.data.custom import load_custom_set, read_dataset, tokenize_text
 from unlearn.data.sources import DataError, load_split, retain_split_for
-from unlearn.fit import fit
+from unlearn.training.fit import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = ["trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "optim.lr=1e-3",
@@ -18,7 +18,7 @@ FAST = ["trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progr
 @pytest.fixture(scope="module")
 def tofu_model(tmp_path_factory, tofu_dir):
     """A tiny Llama with a tokenizer trained on TOFU's text, saved as a Hugging Face folder."""
-    from unlearn.models import build_tiny_llama, train_tokenizer
+    from unlearn.models.loading import build_tiny_llama, train_tokenizer
 
     texts = [f"{r['question']} {r['answer']}" for r in load_split(tofu_dir, "full")]
     tokenizer = train_tokenizer(texts, vocab_size=1000)

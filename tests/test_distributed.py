@@ -17,8 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from unlearn.config import ConfigError
-from unlearn.distributed import RUN_DIR_ENV, check_strategy, launched_run_dir, strategy_name
+from unlearn.config.schema import ConfigError
+from unlearn.training.distributed import RUN_DIR_ENV, check_strategy, launched_run_dir, strategy_name
 
 # 20 authors x 4 questions: forget10 holds 8 rows, two global batches of 4 a epoch. A row count
 # divisible by the global batch matters: the sampler pads a short last batch differently per world size.
@@ -157,7 +157,7 @@ def test_strategy_families_and_missing_deepspeed_is_a_clear_error():
 @pytest.mark.parametrize("strategy", ["fsdp", "deepspeed_stage_3"])
 def test_sharded_strategies_take_the_cache_and_refuse_a_resident_reference_model(strategy):
     from unlearn.losses import build_loss
-    from unlearn.reference_setup import resolve_reference_mode
+    from unlearn.reference.setup import resolve_reference_mode
 
     assert resolve_reference_mode("auto", build_loss("npo"), strategy=strategy) == "cache"
     assert resolve_reference_mode("auto", build_loss("npo_kl"), lora=True, strategy=strategy) == "adapter"
@@ -173,7 +173,7 @@ def test_fsdp_strategy_shards_each_decoder_layer():
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
     from tests.helpers import tiny_model, tiny_tokenizer
-    from unlearn.sharding import build_strategy, is_sharded
+    from unlearn.training.sharding import build_strategy, is_sharded
 
     policy = tiny_model(tiny_tokenizer())
     assert build_strategy("auto", policy) == "auto"
@@ -263,8 +263,8 @@ def test_multi_process_runs_get_a_strategy_with_the_configured_timeout():
     from lightning.pytorch.strategies import DDPStrategy
 
     from tests.helpers import tiny_model, tiny_tokenizer
-    from unlearn.distributed import is_multi_process
-    from unlearn.sharding import build_strategy
+    from unlearn.training.distributed import is_multi_process
+    from unlearn.training.sharding import build_strategy
 
     policy = tiny_model(tiny_tokenizer())
     ddp = build_strategy("ddp", policy, timeout_s=42)
@@ -281,7 +281,7 @@ def test_multi_process_runs_get_a_strategy_with_the_configured_timeout():
 
 
 def test_collective_failures_are_recognised_and_other_errors_are_not():
-    from unlearn.distributed import is_collective_failure
+    from unlearn.training.distributed import is_collective_failure
 
     assert is_collective_failure(RuntimeError("[gloo/unbound_buffer.cc:78] Timed out waiting 3000ms for recv"))
     assert is_collective_failure(RuntimeError("[gloo/pair.cc:553] Connection closed by peer [127.0.0.1]:5"))

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import unlearn.evaluate
+import unlearn.evaluation.job
 from unlearn.cli import main
-from unlearn.config_loading import load_config
-from unlearn.fit import Assets, resolve_assets
+from unlearn.config.loading import load_config
+from unlearn.training.fit import Assets, resolve_assets
 from unlearn.evaluation.results import SUMMARY_KEYS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -45,13 +45,13 @@ def work(tiny_cache, tmp_path_factory):
 def evaluated(monkeypatch):
     """The model paths ``eval`` actually runs (stored results are not run again)."""
     paths = []
-    real = unlearn.evaluate.evaluate_model
+    real = unlearn.evaluation.job.evaluate_model
 
     def counting(cfg, model_path, evaluator, device):
         paths.append(model_path)
         return real(cfg, model_path, evaluator, device)
 
-    monkeypatch.setattr(unlearn.evaluate, "evaluate_model", counting)
+    monkeypatch.setattr(unlearn.evaluation.job, "evaluate_model", counting)
     return paths
 
 

@@ -10,7 +10,7 @@ from unlearn.evaluation import TofuEvaluator, load_eval_splits
 from unlearn.evaluation.evaluator import PerQuestionValues, shard
 from unlearn.evaluation.generation import greedy_generate
 from unlearn.evaluation.metrics import rouge_l_recall
-from unlearn.scoring import answer_nll
+from unlearn.models.scoring import answer_nll
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -24,7 +24,7 @@ def _free_port() -> int:
 
 
 def _evaluate_on_rank(rank: int, world_size: int, port: int, model_dir: str, splits: dict, out_dir: str) -> None:
-    from unlearn.models import load_model, load_tokenizer
+    from unlearn.models.loading import load_model, load_tokenizer
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -45,7 +45,7 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     splits = tiny_splits()
     splits["forget"] = splits["forget"] + splits["forget"][:2]  # 7 questions: an uneven split across 2 ranks
 
-    from unlearn.models import load_model, load_tokenizer
+    from unlearn.models.loading import load_model, load_tokenizer
 
     single = TofuEvaluator(load_tokenizer(str(tmp_path / "model")), splits, **SETTINGS)(
         load_model(str(tmp_path / "model")))

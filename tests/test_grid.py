@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from unlearn.config_loading import configs_dir, load_config
-from unlearn.grid import PAPER_LOSSES, PAPER_SPLITS, paper_loss_settings
+from unlearn.config.loading import configs_dir, load_config
+from unlearn.experiments.grid import PAPER_LOSSES, PAPER_SPLITS, paper_loss_settings
 
 
 def test_paper_settings_give_each_loss_only_what_it_takes():

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from tests.helpers import QA, tiny_model, tiny_tokenizer
-from unlearn.checkpoints import LAST, AtomicCheckpointIO
+from unlearn.training.checkpoints import LAST, AtomicCheckpointIO
 from unlearn.cli import main
 from unlearn.data.datamodule import UnlearningDataModule
-from unlearn.guards import NonFiniteGradientError, NonFiniteWeightsError, check_gradients
+from unlearn.training.guards import NonFiniteGradientError, NonFiniteWeightsError, check_gradients
 from unlearn.losses import build_loss
-from unlearn.module import UnlearningModule
+from unlearn.training.module import UnlearningModule
 
 
 class NaNGradient(torch.autograd.Function):
@@ -105,10 +105,10 @@ def test_nan_weights_are_never_written_to_a_checkpoint(tokenizer, tmp_path, one_
                                            ("gradient", "Non-finite gradient at global step 3")])
 def test_fit_stops_on_nan_and_keeps_the_last_finite_checkpoint(tiny_cache, tmp_path, monkeypatch, capsys, what,
                                                                message, one_thread):
-    import unlearn.fit
+    import unlearn.training.fit
 
-    real = unlearn.fit.build_loss_from_config
-    monkeypatch.setattr(unlearn.fit, "build_loss_from_config", lambda cfg: Poisoned(real(cfg), 3, what))
+    real = unlearn.training.fit.build_loss_from_config
+    monkeypatch.setattr(unlearn.training.fit, "build_loss_from_config", lambda cfg: Poisoned(real(cfg), 3, what))
     runs = tmp_path / "runs"
     code = main(["fit", "--config", "model/tiny", f"run.cache_dir={tiny_cache}", f"run.output_dir={runs}",
                  "run.name=nan", "eval.enabled=false", "data.batch_size=1", "trainer.max_epochs=2",
@@ -121,5 +121,5 @@ def test_fit_stops_on_nan_and_keeps_the_last_finite_checkpoint(tiny_cache, tmp_p
     weights = state["state_dict"]
     assert weights and all(k.startswith("policy.") for k in weights)  # the policy only, never the reference
     assert all(torch.isfinite(v).all() for v in weights.values())
-    policy = copy.deepcopy(unlearn.fit.load_model(str(next((tiny_cache / "models").glob("builtin-*")) / "target")))
+    policy = copy.deepcopy(unlearn.training.fit.load_model(str(next((tiny_cache / "models").glob("builtin-*")) / "target")))
     policy.load_state_dict({k.removeprefix("policy."): v for k, v in weights.items()})

@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import QA, tiny_model, tiny_tokenizer
 from unlearn.cli import main
 from unlearn.data.formatting import PromptFormat, prompt_ids
-from unlearn.models import ModelLoadError, load_model, load_tokenizer
+from unlearn.models.loading import ModelLoadError, load_model, load_tokenizer
 
 FORGET, RETAIN = QA[:5], QA[5:]
 

@@ -7,14 +7,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from unlearn.config_loading import load_config
+from unlearn.config.loading import load_config
 from unlearn.data.datamodule import UnlearningDataModule
-from unlearn.fit import save_model
+from unlearn.training.fit import save_model
 from unlearn.losses import build_loss
-from unlearn.lora import apply_lora
-from unlearn.module import UnlearningModule
-from unlearn.reference import AdapterReference, ModelReference
-from unlearn.reference_setup import build_reference
+from unlearn.models.lora import apply_lora
+from unlearn.training.module import UnlearningModule
+from unlearn.reference.references import AdapterReference, ModelReference
+from unlearn.reference.setup import build_reference
 from tests.helpers import QA, tiny_model, tiny_tokenizer
 
 

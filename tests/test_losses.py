@@ -23,7 +23,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from unlearn.losses import LOSSES, LossOutput, build_loss, sequence_nll, token_counts, token_mean_nll
 from unlearn.losses.retain import RetainTerm
-from unlearn.reference import ModelReference, Reference
+from unlearn.reference.references import ModelReference, Reference
 
 LN2, LN3 = math.log(2), math.log(3)
 TABLE = torch.tensor([[0.0, 0.0, 0.0], [LN2, 0.0, 0.0], [0.0, 0.0, LN2]])

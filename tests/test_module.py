@@ -8,8 +8,8 @@ import torch
 
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.losses import LOSSES, build_loss
-from unlearn.module import NonFiniteLossError, UnlearningModule
-from unlearn.reference import ModelReference
+from unlearn.training.module import NonFiniteLossError, UnlearningModule
+from unlearn.reference.references import ModelReference
 from tests.helpers import QA, tiny_model, tiny_tokenizer
 
 

@@ -6,13 +6,13 @@ import lightning as L
 import pytest
 import torch
 
-from unlearn.config import ConfigError
-from unlearn.config_loading import load_config
+from unlearn.config.schema import ConfigError
+from unlearn.config.loading import load_config
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.losses import build_loss
-from unlearn.module import UnlearningModule
-from unlearn.reference import CachedReference, ModelReference, compute_sequence_logps
-from unlearn.reference_setup import build_reference, resolve_reference_mode
+from unlearn.training.module import UnlearningModule
+from unlearn.reference.references import CachedReference, ModelReference, compute_sequence_logps
+from unlearn.reference.setup import build_reference, resolve_reference_mode
 from tests.helpers import QA, tiny_model, tiny_tokenizer
 
 
@@ -87,7 +87,7 @@ def test_cache_is_written_once_and_reused(tokenizer, tmp_path, monkeypatch):
     _train(tiny_model(tokenizer), loss, first, dm, steps=1)
     assert first.path.is_file()
 
-    import unlearn.reference as reference_module
+    import unlearn.reference.references as reference_module
 
     monkeypatch.setattr(reference_module, "compute_sequence_logps", lambda *a, **k: pytest.fail("recomputed"))
     second = build_reference(cfg, loss, "tiny", dm, load_reference_model=None)

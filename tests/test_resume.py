@@ -19,14 +19,14 @@ from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from tests.helpers import QA, tiny_tokenizer
-from unlearn.checkpoints import LAST, AtomicCheckpointIO, LastCheckpoint, RNGState
+from unlearn.training.checkpoints import LAST, AtomicCheckpointIO, LastCheckpoint, RNGState
 from unlearn.cli import main
-from unlearn.config import ConfigError
-from unlearn.config_loading import load_config
+from unlearn.config.schema import ConfigError
+from unlearn.config.loading import load_config
 from unlearn.data.datamodule import UnlearningDataModule
-from unlearn.fit import fit
+from unlearn.training.fit import fit
 from unlearn.losses import build_loss
-from unlearn.module import UnlearningModule
+from unlearn.training.module import UnlearningModule
 
 EPOCHS, STEPS_PER_EPOCH = 3, 4  # 8 forget rows in batches of 2
 

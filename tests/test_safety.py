@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from unlearn.checkpoints import AtomicCheckpointIO
-from unlearn.config import ConfigError
-from unlearn.config_loading import load_config
-from unlearn.models import load_model, load_tokenizer
+from unlearn.training.checkpoints import AtomicCheckpointIO
+from unlearn.config.schema import ConfigError
+from unlearn.config.loading import load_config
+from unlearn.models.loading import load_model, load_tokenizer
 
 PROJECT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*(PROJECT / "unlearn").rglob("*.py"), *(PROJECT / "callbacks").rglob("*.py")])

@@ -3,9 +3,9 @@ with a message that names the key, the value and the fix."""
 
 import pytest
 
-from unlearn.config import Config, ConfigError
-from unlearn.config_loading import configs_dir, load_config
-from unlearn.validation import validate
+from unlearn.config.schema import Config, ConfigError
+from unlearn.config.loading import configs_dir, load_config
+from unlearn.config.validation import validate
 
 
 @pytest.mark.parametrize("override, message", [

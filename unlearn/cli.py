@@ -11,21 +11,21 @@ import logging
 import sys
 from dataclasses import asdict
 
-from unlearn.config import Config, ConfigError, to_yaml
-from unlearn.config_loading import load_config
+from unlearn.config.schema import Config, ConfigError, to_yaml
+from unlearn.config.loading import load_config
 
 log = logging.getLogger("unlearn")
 
 
 def run_fit(cfg: Config, args) -> None:
-    from unlearn.fit import fit
+    from unlearn.training.fit import fit
 
     fit(cfg)
 
 
 def run_finetune(cfg: Config, args) -> None:
-    from unlearn.fit import resolve_assets
-    from unlearn.finetune import finetune
+    from unlearn.training.fit import resolve_assets
+    from unlearn.training.finetune import finetune
 
     if cfg.model.path is None:
         assets = resolve_assets(cfg)  # builds and caches the built-in target and retain models
@@ -37,7 +37,7 @@ def run_finetune(cfg: Config, args) -> None:
 
 
 def run_eval(cfg: Config, args) -> None:
-    from unlearn.evaluate import evaluate
+    from unlearn.evaluation.job import evaluate
 
     evaluate(cfg, out=args.out)
 
@@ -87,15 +87,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:  # the benchmark takes its own flags, not a run config
-        from unlearn.bench import main as bench
+        from unlearn.experiments.bench import main as bench
 
         return bench(argv[1:])
     if argv[:1] == ["grid"]:  # a set of fit runs, each with its own config
-        from unlearn.grid import main as grid
+        from unlearn.experiments.grid import main as grid
 
         return grid(argv[1:])
     if argv[:1] == ["compare"]:  # run folders, not a run config
-        from unlearn.compare import main as compare
+        from unlearn.reporting.compare import main as compare
 
         return compare(argv[1:])
     args = parser().parse_args(argv)
@@ -116,11 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         # Errors the project raises on purpose carry a message meant for the user.
         from unlearn.data.sources import DataError
-        from unlearn.guards import NonFiniteError
-        from unlearn.models import ModelLoadError
+        from unlearn.training.guards import NonFiniteError
+        from unlearn.models.loading import ModelLoadError
 
-        from unlearn.distributed import CollectiveError
-        from unlearn.resume import RunInterrupted
+        from unlearn.training.distributed import CollectiveError
+        from unlearn.training.resume import RunInterrupted
 
         if isinstance(err, RunInterrupted):  # a scheduler's pre-emption: exit non-zero so it is not taken as done
             print(f"error: {err}", file=sys.stderr)

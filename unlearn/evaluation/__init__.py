@@ -4,7 +4,7 @@
 model over the four splits (sharded under DDP) with ``generation``'s batched greedy decoding;
 ``results`` holds what comes out; ``cache`` stores a retain model's results so that forget quality
 needs it evaluated only once; ``tracking`` wires the callbacks into ``fit`` and writes its summary.
-The ``eval`` command itself is :func:`unlearn.evaluate.evaluate`.
+The ``eval`` command itself is :func:`unlearn.evaluation.job.evaluate`.
 """
 
 from unlearn.evaluation.evaluator import TofuEvaluator, load_eval_splits

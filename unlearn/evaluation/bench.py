@@ -21,8 +21,8 @@ def evaluation_throughput(device: str = "cpu", rows: int = 40, max_new_tokens: i
     from unlearn.data.synthetic import BenchmarkSpec, generate_benchmark, write_benchmark
     from unlearn.evaluation.evaluator import TofuEvaluator
     from unlearn.evaluation.naive import naive_evaluate
-    from unlearn.finetune import benchmark_texts
-    from unlearn.models import build_tiny_llama, train_tokenizer
+    from unlearn.training.finetune import benchmark_texts
+    from unlearn.models.loading import build_tiny_llama, train_tokenizer
 
     bench = generate_benchmark(BenchmarkSpec())
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,7 +2,7 @@
 
 Per split, every (question, candidate answer) pair of this rank's questions — true answer,
 paraphrase, perturbed answers — is flattened into one list and scored by
-:func:`unlearn.scoring.score_examples` in length-sorted batches; the questions' prompts are then
+:func:`unlearn.models.scoring.score_examples` in length-sorted batches; the questions' prompts are then
 answered greedily in left-padded batches. Questions are dealt to ranks like a
 ``DistributedSampler`` (padded so every rank gets the same number), each rank feeds its
 per-question values into a torchmetrics :class:`PerQuestionValues`, and ``compute()`` gathers them
@@ -26,7 +26,7 @@ from unlearn.evaluation.cache import tokenizer_fingerprint
 from unlearn.evaluation.generation import greedy_generate
 from unlearn.evaluation.metrics import rouge_l_recall
 from unlearn.evaluation.results import AUTHOR_SPLITS, SPLITS, EvalResult, SplitResult
-from unlearn.scoring import score_examples
+from unlearn.models.scoring import score_examples
 
 
 def split_files(forget_split: str) -> dict[str, str]:

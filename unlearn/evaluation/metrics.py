@@ -1,7 +1,7 @@
 """TOFU's metrics as pure functions of per-question numbers (SPEC "TOFU metrics").
 
 Every function here takes per-question arrays and no model, so each formula can be checked by
-hand. The inputs are per-token answer NLLs, ``NLLbar = NLL / |a|`` (see :mod:`unlearn.scoring`):
+hand. The inputs are per-token answer NLLs, ``NLLbar = NLL / |a|`` (see :mod:`unlearn.models.scoring`):
 
 - ``answer_nll``: ``(N,)`` NLLbar of the true answer of each question;
 - ``base_nll``: ``(N,)`` NLLbar of the truth-ratio base answer (``paraphrased_answer`` on the

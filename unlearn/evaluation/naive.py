@@ -14,7 +14,7 @@ from unlearn.data.formatting import PromptFormat, prompt_ids
 from unlearn.evaluation.generation import greedy_generate
 from unlearn.evaluation.metrics import rouge_l_recall
 from unlearn.evaluation.results import AUTHOR_SPLITS, SPLITS, EvalResult, SplitResult
-from unlearn.scoring import answer_nll
+from unlearn.models.scoring import answer_nll
 
 
 def _nll_bar(model, tokenizer, fmt: PromptFormat, question: str, answer: str, max_length: int) -> float:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from unlearn.config import Config, ConfigError
+from unlearn.config.schema import Config, ConfigError
 from unlearn.evaluation.results import SUMMARY_KEYS, EvalResult, format_table
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,8 @@ def _numbers(record: dict) -> dict:
 
 def setup_fit_evaluation(cfg: Config, assets, tokenizer, run_dir: Path) -> FitEvaluation | None:
     """The callbacks for ``cfg.eval`` (None when ``eval.enabled=false``); evaluates the retain model if not stored."""
-    from unlearn.evaluate import build_evaluator, check_eval_config, evaluation_device, retain_results
-    from unlearn.fit import save_model
+    from unlearn.evaluation.job import build_evaluator, check_eval_config, evaluation_device, retain_results
+    from unlearn.training.fit import save_model
 
     if not cfg.eval.enabled:
         return None

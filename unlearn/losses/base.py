@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from unlearn.reference import Reference
+    from unlearn.reference.references import Reference
 
 IGNORE_INDEX = -100
 
@@ -156,7 +156,7 @@ class UnlearningLoss:
             policy: Hugging Face causal LM being unlearned.
             batch: ``{"forget": ..., "retain": ..., "idk": ...}``; each split holds ``input_ids``,
                 ``attention_mask``, ``labels`` and ``index``.
-            reference: Object following :class:`unlearn.reference.Reference`, or ``None`` when the
+            reference: Object following :class:`unlearn.reference.references.Reference`, or ``None`` when the
                 strategy needs none.
         """
         raise NotImplementedError

@@ -18,7 +18,7 @@ from torch import Tensor
 from unlearn.losses.base import LossOutput, UnlearningLoss, forward_logits, token_mean_nll
 
 if TYPE_CHECKING:
-    from unlearn.reference import Reference
+    from unlearn.reference.references import Reference
 
 
 def ascent_term(policy: Any, forget: dict[str, Tensor]) -> Tensor:

@@ -18,7 +18,7 @@ from unlearn.losses.ga import ascent_term
 from unlearn.losses.retain import RetainTerm
 
 if TYPE_CHECKING:
-    from unlearn.reference import Reference
+    from unlearn.reference.references import Reference
 
 
 class GradDiff(UnlearningLoss):

@@ -24,7 +24,7 @@ from unlearn.losses.base import (
 from unlearn.losses.retain import RetainTerm
 
 if TYPE_CHECKING:
-    from unlearn.reference import Reference
+    from unlearn.reference.references import Reference
 
 
 class IdkNLL(UnlearningLoss):

@@ -19,7 +19,7 @@ from unlearn.losses.ga import ascent_term
 from unlearn.losses.retain import RetainTerm
 
 if TYPE_CHECKING:
-    from unlearn.reference import Reference
+    from unlearn.reference.references import Reference
 
 
 class GradAscentKL(UnlearningLoss):

@@ -31,7 +31,7 @@ from unlearn.losses.base import (
 )
 
 if TYPE_CHECKING:
-    from unlearn.reference import Reference
+    from unlearn.reference.references import Reference
 
 
 def npo_term(
@@ -42,7 +42,7 @@ def npo_term(
     Args:
         policy: Causal LM being unlearned.
         forget: The ``"forget"`` split of the batch.
-        reference: :class:`~unlearn.reference.Reference` giving ``log π_ref(a|q)`` per row.
+        reference: :class:`~unlearn.reference.references.Reference` giving ``log π_ref(a|q)`` per row.
         beta: Inverse temperature β > 0.
 
     Returns:

@@ -20,7 +20,7 @@ from unlearn.losses.base import (
 )
 
 if TYPE_CHECKING:
-    from unlearn.reference import Reference
+    from unlearn.reference.references import Reference
 
 RETAIN_KINDS = ("nll", "kl", "none")
 KL_MASKS = ("answer", "all")
@@ -70,7 +70,7 @@ class RetainTerm:
         Args:
             policy: Causal LM being unlearned.
             retain_inputs: The ``"retain"`` split of the batch.
-            reference: :class:`~unlearn.reference.Reference`; read only when ``kind="kl"``.
+            reference: :class:`~unlearn.reference.references.Reference`; read only when ``kind="kl"``.
         """
         if self.kind == "none":
             return None

@@ -34,7 +34,7 @@ from unlearn.losses.base import (
 from unlearn.losses.retain import select_retain_term
 
 if TYPE_CHECKING:
-    from unlearn.reference import Reference
+    from unlearn.reference.references import Reference
 
 
 class SimNPO(UnlearningLoss):

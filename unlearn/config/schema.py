@@ -1,4 +1,4 @@
-"""Run configuration: the typed schema and its defaults (loading files and overrides: ``unlearn.config_loading``).
+"""Run configuration: the typed schema and its defaults (loading files and overrides: ``unlearn.config.loading``).
 
 The typed defaults describe the built-in run (a generated fictitious-authors benchmark and a
 tiny Llama trained on it), so ``python -m unlearn fit`` with no arguments works offline on a
@@ -127,7 +127,7 @@ class LossConfig:
 
 @dataclass
 class ReferenceConfig:
-    """Where the frozen reference's numbers come from (see ``unlearn.reference_setup``)."""
+    """Where the frozen reference's numbers come from (see ``unlearn.reference.setup``)."""
 
     mode: str = "auto"  # auto | cache | model | adapter
     batch_size: int = 32  # rows per forward pass while filling the cache

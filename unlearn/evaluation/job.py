@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from unlearn.config import Config, ConfigError
+from unlearn.config.schema import Config, ConfigError
 from unlearn.evaluation import EvalResult, TofuEvaluator, format_table, load_eval_splits
 from unlearn.evaluation.cache import load_result, result_path, store_result
-from unlearn.models import load_model, load_tokenizer
+from unlearn.models.loading import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 SELECTION_RULES = ("forget_quality", "model_utility", "last")
@@ -92,7 +92,7 @@ def retain_results(cfg: Config, retain_path: str | None, evaluator: TofuEvaluato
 
 def builtin_retain_path(cfg: Config) -> str | None:
     """The retain model of the built-in benchmark (trained and cached on first use)."""
-    from unlearn.fit import resolve_assets
+    from unlearn.training.fit import resolve_assets
 
     return resolve_assets(replace(cfg, model=replace(cfg.model, path=None))).retain
 
@@ -127,7 +127,7 @@ def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None 
     Returns:
         What ``eval.json`` holds: the summary, per-question values, the retain model's summary.
     """
-    from unlearn.fit import resolve_assets
+    from unlearn.training.fit import resolve_assets
 
     check_eval_config(cfg)
     if cfg.data.source == "files":

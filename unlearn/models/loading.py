@@ -2,7 +2,7 @@
 
 Any Hugging Face causal LM loads by hub id or local folder. The built-in benchmark has no
 pretrained model, so the project trains a byte-level BPE tokenizer on the benchmark's text and
-builds a small Llama from a config; ``unlearn.finetune`` then teaches it the benchmark.
+builds a small Llama from a config; ``unlearn.training.finetune`` then teaches it the benchmark.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unlearn.config import Config, ConfigError
-from unlearn.reference import REFERENCE_MODES, AdapterReference, CachedReference, ModelReference, fingerprint
+from unlearn.config.schema import Config, ConfigError
+from unlearn.reference.references import REFERENCE_MODES, AdapterReference, CachedReference, ModelReference, fingerprint
 
 
 def resolve_reference_mode(mode: str, loss, lora: bool = False, strategy: str = "auto") -> str | None:
@@ -30,7 +30,7 @@ def resolve_reference_mode(mode: str, loss, lora: bool = False, strategy: str = 
     Raises:
         ConfigError: the mode cannot serve the loss or the strategy, with the reason.
     """
-    from unlearn.distributed import SHARDED_STRATEGIES, strategy_name
+    from unlearn.training.distributed import SHARDED_STRATEGIES, strategy_name
 
     name = type(loss).__name__
     if mode not in REFERENCE_MODES:
@@ -77,7 +77,7 @@ def build_reference(cfg: Config, loss, model_path: str, datamodule, load_referen
         datamodule: Its tokenised forget (and IDK) rows are what the cache covers.
         load_reference_model: Zero-argument callable loading a fresh copy of the starting model.
     """
-    from unlearn.lora import is_lora
+    from unlearn.models.lora import is_lora
 
     mode = resolve_reference_mode(cfg.reference.mode, loss, lora=policy is not None and is_lora(policy),
                                   strategy=cfg.trainer.strategy)

@@ -1,4 +1,4 @@
-"""``python -m unlearn.sweep``: the runs behind docs/results.md (the NPO paper's findings, built-in benchmark).
+"""``python -m unlearn.experiments.sweep``: the runs behind docs/results.md (the NPO paper's findings, built-in benchmark).
 
 Groups of ``fit`` runs, each run a ``python -m unlearn fit`` subprocess with its own log:
 
@@ -158,7 +158,7 @@ def collect(out: Path, groups: list[str], everything: list[Run]) -> None:
         finished = [out / r.name for r in everything
                     if r.group == group and (out / r.name / "summary.json").is_file()]
         if finished:
-            from unlearn.compare import compare
+            from unlearn.reporting.compare import compare
 
             compare(finished, out / "compare" / group, title=f"{group}: {len(finished)} runs")
             with commands.open("a") as f:
@@ -178,7 +178,7 @@ def overview(out: Path, everything: list[Run], floor: float | None = None) -> st
     forget quality and model utility relative to the start. "(no β)": the strategy takes no β, so the β
     column would repeat the default run. Blank: not run (yet).
     """
-    from unlearn.compare import FQ, UTILITY_FLOOR, best_within_utility, format_number, load_run, selected_epoch
+    from unlearn.reporting.compare import FQ, UTILITY_FLOOR, best_within_utility, format_number, load_run, selected_epoch
 
     floor = UTILITY_FLOOR if floor is None else floor
     settings = list(dict.fromkeys(r.setting for r in everything if r.setting))
@@ -220,7 +220,7 @@ def overview(out: Path, everything: list[Run], floor: float | None = None) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unlearn.sweep", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m unlearn.experiments.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("patterns", nargs="*", metavar="GROUP_OR_RUN",
                         help="groups (forget01, forget05, forget10, forget50, long, beta) or run names, shell patterns "
                              "allowed (e.g. 'forget50_*npo*'); default: everything")

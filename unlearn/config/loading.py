@@ -1,4 +1,4 @@
-"""Loading a run configuration: typed defaults (``unlearn.config``), then YAML files, then ``key=value`` overrides.
+"""Loading a run configuration: typed defaults (``unlearn.config.schema``), then YAML files, then ``key=value`` overrides.
 
 Every key is checked against the schema as it arrives, so a misspelt key fails with the closest
 valid ones named, wherever it came from (a file, a ``group=name`` selection or the command line).
@@ -14,8 +14,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from unlearn.config import Config, ConfigError
-from unlearn.validation import validate
+from unlearn.config.schema import Config, ConfigError
+from unlearn.config.validation import validate
 
 
 def configs_dir() -> Path:
@@ -26,7 +26,7 @@ def configs_dir() -> Path:
             return shipped
     except (ModuleNotFoundError, TypeError):
         pass
-    return Path(__file__).resolve().parent.parent / "configs"
+    return Path(__file__).resolve().parents[2] / "configs"
 
 
 def _valid_keys(node: DictConfig, prefix: str = "") -> list[str]:
@@ -104,7 +104,7 @@ def load_config(files: list[str] | tuple[str, ...] = (), overrides: list[str] | 
 
     Raises:
         ConfigError: an unknown key (naming the closest valid ones), a value of the wrong type,
-            a missing file, a malformed override, or a value out of range (``unlearn.validation``).
+            a missing file, a malformed override, or a value out of range (``unlearn.config.validation``).
     """
     schema = OmegaConf.structured(Config)
     merged = schema

@@ -82,7 +82,7 @@ def make_step(method: str, model, batches, device: str):
     """A closure taking one optimiser step of ``method`` on batch ``i``."""
     from unlearn.losses import build_loss
     from unlearn.losses.base import forward_logits, sequence_nll
-    from unlearn.reference import CachedReference, ModelReference
+    from unlearn.reference.references import CachedReference, ModelReference
 
     if method == "ga":
         loss, reference = build_loss("ga"), None
@@ -153,7 +153,7 @@ def _child_peak_rss(preset_name: str, method: str, steps: int) -> float:
     # glibc keeps freed heap pages, so RSS would remember earlier, unrelated peaks; sending every
     # allocation over 64 KiB through mmap returns freed tensors to the OS and makes RSS follow live memory.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-    out = subprocess.run([sys.executable, "-m", "unlearn.bench", "--child", method, "--preset", preset_name,
+    out = subprocess.run([sys.executable, "-m", "unlearn.experiments.bench", "--child", method, "--preset", preset_name,
                           "--steps", str(steps)], capture_output=True, text=True, check=True, env=env).stdout
     return float(json.loads(out.strip().splitlines()[-1])["peak_rss_growth"])
 

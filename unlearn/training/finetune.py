@@ -23,13 +23,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from unlearn.checkpoints import save_pretrained_atomic
-from unlearn.config import Config
+from unlearn.training.checkpoints import save_pretrained_atomic
+from unlearn.config.schema import Config
 from unlearn.data.formatting import PromptFormat, collate, tokenize_qa
 from unlearn.data.sources import load_split, retain_split_for
 from unlearn.losses.base import token_mean_nll
-from unlearn.models import build_tiny_llama, load_model, load_tokenizer, train_tokenizer
-from unlearn.optim import configure_adamw
+from unlearn.models.loading import build_tiny_llama, load_model, load_tokenizer, train_tokenizer
+from unlearn.training.optim import configure_adamw
 
 log = logging.getLogger(__name__)
 GENERAL_SPLITS = ("real_authors_perturbed", "world_facts_perturbed")

@@ -17,8 +17,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from unlearn.checkpoints import last_checkpoint
-from unlearn.config import Config, ConfigError, save_config
+from unlearn.training.checkpoints import last_checkpoint
+from unlearn.config.schema import Config, ConfigError, save_config
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"

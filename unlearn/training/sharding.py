@@ -25,8 +25,8 @@ from datetime import timedelta
 
 import torch
 
-from unlearn.config import ConfigError
-from unlearn.distributed import strategy_name
+from unlearn.config.schema import ConfigError
+from unlearn.training.distributed import strategy_name
 
 log = logging.getLogger(__name__)
 # Lightning's registered FSDP names; cpu_offload keeps the sharded weights and optimiser state in host memory.

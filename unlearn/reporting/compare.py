@@ -7,7 +7,7 @@ Reads each run's ``summary.json`` (written by ``fit``) and writes into ``--out``
   epoch, early stop, and the best forget quality among epochs that kept ``--utility-floor`` of the
   starting utility), preceded by the target and retain models of each forget split;
 - ``comparison.png``: forget quality (log scale) against model utility, one trajectory per run with
-  a point per evaluated epoch, beside model utility against training step (:mod:`unlearn.plots`).
+  a point per evaluated epoch, beside model utility against training step (:mod:`unlearn.reporting.plots`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 import sys
 from pathlib import Path
 
-from unlearn.plots import save_png, trajectory_figure
+from unlearn.reporting.plots import save_png, trajectory_figure
 
 FQ, MU = "forget/forget_quality", "utility/model_utility"
 COLUMNS = ("run", "method", "forget split", "forget quality", "model utility (× target)", "forget ROUGE-L",

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from unlearn.config import Config, ConfigError
+from unlearn.config.schema import Config, ConfigError
 
 DATA_SOURCES = ("builtin", "tofu", "files")
 # Lightning's accepted strings (its `_PRECISION_INPUT`), spelled out so a typo fails at load time.
@@ -97,7 +97,7 @@ def _check_ranges(cfg: Config) -> None:
 
 def _check_choices(cfg: Config) -> None:
     from unlearn.data.formatting import PROMPT_FORMATS
-    from unlearn.models import DTYPES
+    from unlearn.models.loading import DTYPES
 
     _choice("data.source", cfg.data.source, DATA_SOURCES)
     _choice("data.forget_format", cfg.data.forget_format, ("qa", "text"))
@@ -135,7 +135,7 @@ def _check_consistency(cfg: Config) -> None:
 def _check_loss(cfg: Config) -> None:
     # The loss table is the only way a config names code: an unknown name (even a dotted path such
     # as `os.system`) is rejected with the list of valid strategies.
-    from unlearn.fit import build_loss_from_config
+    from unlearn.training.fit import build_loss_from_config
 
     build_loss_from_config(cfg)
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from unlearn.config import ConfigError
+from unlearn.config.schema import ConfigError
 
 log = logging.getLogger(__name__)
 RUN_DIR_ENV = "UNLEARN_RUN_DIR"

@@ -211,7 +211,7 @@ def compute_sequence_logps(model, examples: dict[str, list], pad_token_id: int, 
 
     Each rank scores every ``world_size``-th row (batched by length in ``score_examples``).
     """
-    from unlearn.scoring import score_examples
+    from unlearn.models.scoring import score_examples
 
     table = {}
     for split, rows in examples.items():

@@ -145,7 +145,7 @@ def write_experiment_configs(folder: Path, prefix: str = "tofu_llama2") -> list[
             path = folder / f"{prefix}_{split}_{loss}.yaml"
             settings = "\n".join(f"  {k}: {v}" for k, v in paper_loss_settings(loss, split).items())
             path.write_text(f"# {loss} on TOFU {split}, paper settings "
-                            "(written by unlearn.grid.write_experiment_configs).\n"
+                            "(written by unlearn.experiments.grid.write_experiment_configs).\n"
                             f"# python -m unlearn fit --config experiment/{prefix} --config experiment/{path.stem}\n"
                             f"loss:\n{settings}\ndata:\n  forget_split: {split}\nrun:\n  name: {path.stem}\n")
             written.append(path)

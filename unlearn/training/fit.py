@@ -19,27 +19,27 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from unlearn.checkpoints import (CHECKPOINT_DIR, AtomicCheckpointIO, LastCheckpoint, RNGState, last_checkpoint,
+from unlearn.training.checkpoints import (CHECKPOINT_DIR, AtomicCheckpointIO, LastCheckpoint, RNGState, last_checkpoint,
                                  save_pretrained_atomic)
-from unlearn.config import Config, ConfigError, LossConfig
+from unlearn.config.schema import Config, ConfigError, LossConfig
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.data.sources import (builtin_benchmark_dir, forget_retain_overlap, load_idk_answers, load_split,
                                   retain_split_for)
-from unlearn.distributed import (CollectiveError, SigtermWatchdog, check_strategy, is_collective_failure,
+from unlearn.training.distributed import (CollectiveError, SigtermWatchdog, check_strategy, is_collective_failure,
                                  is_launched_rank, is_multi_process, launched_run_dir, share_run_dir, strategy_name)
-from unlearn.evaluate import NO_TOFU_SPLITS, check_eval_config
+from unlearn.evaluation.job import NO_TOFU_SPLITS, check_eval_config
 from unlearn.evaluation.tracking import format_fit_summary, setup_fit_evaluation
-from unlearn.finetune import finetune
+from unlearn.training.finetune import finetune
 from unlearn.losses import build_loss
-from unlearn.lora import apply_lora, model_for_saving
-from unlearn.models import load_model, load_tokenizer
-from unlearn.module import UnlearningModule
-from unlearn.reference_setup import build_reference
-from unlearn.resume import (RunInterrupted, check_new_run, check_outside_inputs, check_resumable, open_run_directory,
+from unlearn.models.lora import apply_lora, model_for_saving
+from unlearn.models.loading import load_model, load_tokenizer
+from unlearn.training.module import UnlearningModule
+from unlearn.reference.setup import build_reference
+from unlearn.training.resume import (RunInterrupted, check_new_run, check_outside_inputs, check_resumable, open_run_directory,
                             resume_hint)
-from unlearn.scoring import mean_token_nll
-from unlearn.sharding import build_strategy, whole_weights
-from unlearn.validation import validate
+from unlearn.models.scoring import mean_token_nll
+from unlearn.training.sharding import build_strategy, whole_weights
+from unlearn.config.validation import validate
 
 log = logging.getLogger(__name__)
 SUMMARY_MAX_ROWS = 400  # NLL before/after is a quick health check, not the evaluation
@@ -106,14 +106,14 @@ def load_files_sets(cfg: Config, uses_retain: bool) -> tuple[list[dict], list[di
 
 
 def run_directory(cfg: Config) -> Path:
-    """The run's output folder, checked but not created (``unlearn.resume.open_run_directory`` does that).
+    """The run's output folder, checked but not created (``unlearn.training.resume.open_run_directory`` does that).
 
     Raises:
         ConfigError: ``run.resume=true`` names no run folder, or the config differs from the run's.
         FileExistsError: a non-empty folder without ``run.overwrite=true``, or a finished run to resume.
     """
     launched = launched_run_dir(cfg.run.name, cfg.run.output_dir)
-    if launched is not None:  # rank 0 has checked and created it (unlearn.distributed)
+    if launched is not None:  # rank 0 has checked and created it (unlearn.training.distributed)
         return launched
     name = cfg.run.name or f"{cfg.loss.name}_{cfg.data.forget_split}_{datetime.now():%Y%m%d-%H%M%S}"
     run_dir = Path(cfg.run.output_dir).expanduser() / name
@@ -139,7 +139,7 @@ class NLLProbe(L.Callback):
         self.history: dict[int, dict[str, float]] = {}  # epochs completed -> NLL per split
 
     def _measure(self, trainer, pl_module) -> dict[str, float]:
-        with whole_weights(trainer):  # every rank measures every row (unlearn.sharding)
+        with whole_weights(trainer):  # every rank measures every row (unlearn.training.sharding)
             return {name: mean_token_nll(pl_module.policy, self.tokenizer, rows, self.prompt_format, self.max_length)
                     for name, rows in self.splits.items()}
 
@@ -289,7 +289,7 @@ def train(trainer: L.Trainer, module, datamodule, checkpoint: Path | None, run_d
     """``trainer.fit``, with the ways a run can stop turned into messages that say how to continue it.
 
     A collective that times out or loses a peer, and a SIGTERM that finds this process blocked in
-    one (:class:`~unlearn.distributed.SigtermWatchdog`), end with the run folder, its last
+    one (:class:`~unlearn.training.distributed.SigtermWatchdog`), end with the run folder, its last
     checkpoint and the exact ``--resume`` command; so does a SIGTERM handled by Lightning after
     the current batch.
     """

@@ -11,10 +11,10 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from unlearn.guards import NonFiniteError, check_gradients, check_weights
+from unlearn.training.guards import NonFiniteError, check_gradients, check_weights
 from unlearn.losses.base import UnlearningLoss
-from unlearn.optim import configure_adamw
-from unlearn.sharding import fsdp_root, full_state_dict, is_sharded, whole_weights
+from unlearn.training.optim import configure_adamw
+from unlearn.training.sharding import fsdp_root, full_state_dict, is_sharded, whole_weights
 
 
 class NonFiniteLossError(NonFiniteError):
@@ -27,7 +27,7 @@ class UnlearningModule(L.LightningModule):
     Args:
         policy: Hugging Face causal LM to unlearn (trained).
         loss: A strategy from :data:`unlearn.losses.LOSSES`.
-        reference: Object following :class:`unlearn.reference.Reference`, or None when the
+        reference: Object following :class:`unlearn.reference.references.Reference`, or None when the
             strategy needs none.
         lr, weight_decay, warmup_epochs: AdamW with linear warm-up then linear decay (SPEC).
         policy_factory: Builds a fresh copy of the starting policy on the CPU (same LoRA layout);
@@ -70,9 +70,9 @@ class UnlearningModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         # A resident reference moves to the policy's device; a cached one scores the forget set
-        # now, while the policy is still the reference (see unlearn.reference).
+        # now, while the policy is still the reference (see unlearn.reference.references).
         if hasattr(self.reference, "setup"):
-            with whole_weights(self.trainer):  # each rank scores its own rows (unlearn.sharding)
+            with whole_weights(self.trainer):  # each rank scores its own rows (unlearn.training.sharding)
                 self.reference.setup(self)
 
     def on_train_epoch_start(self) -> None:
