@@ -9,6 +9,8 @@ from typing import Any, Protocol
 import lightning as L
 from typing_extensions import override
 
+from unlearn.names import MODEL_UTILITY
+
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +27,7 @@ def is_finite(value: float | None) -> bool:
 class UtilityCollapseStopping(L.Callback):
     """Stops training once model utility < ``fraction`` × its epoch-0 value, or is not finite.
 
-    SPEC ("What catastrophic collapse looks like"): gradient ascent drives retain utility to zero
+    docs/definitions.md, "Catastrophic collapse": gradient ascent drives retain utility to zero
     within a few epochs and the generations turn to gibberish; NPO decays far more slowly. The
     first record of ``evaluation`` (the model before unlearning) is the baseline; every later one
     is checked once, right after it is made. All ranks take the same decision
@@ -37,7 +39,7 @@ class UtilityCollapseStopping(L.Callback):
         monitor: The record key to watch.
     """
 
-    def __init__(self, evaluation: EvaluationRecords, fraction: float = 0.5, monitor: str = "utility/model_utility"):
+    def __init__(self, evaluation: EvaluationRecords, fraction: float = 0.5, monitor: str = MODEL_UTILITY):
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
             raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}")
         if not hasattr(evaluation, "records"):
@@ -91,8 +93,19 @@ class UtilityCollapseStopping(L.Callback):
         return {"baseline": self.baseline, "stopped_epoch": self.stopped_epoch, "reason": self.reason,
                 "last_checked_epoch": self.last_checked_epoch, "fraction": self.fraction, "monitor": self.monitor}
 
+    @property
+    @override
+    def state_key(self) -> str:
+        # Named by the value it watches, so a second stopping rule on another value keeps its own state.
+        return self._generate_state_key(monitor=self.monitor)
+
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved_fraction = state_dict.get("fraction", self.fraction)
+        if saved_fraction != self.fraction:
+            log.warning("The checkpoint stopped below %g x the starting %s; this run uses %g x (eval.collapse_fraction). "
+                        "The baseline is kept and the new fraction applies from here on.", saved_fraction,
+                        self.monitor, self.fraction)
         self.baseline = state_dict["baseline"]
         self.stopped_epoch, self.reason = state_dict["stopped_epoch"], state_dict["reason"]
         self.last_checked_epoch = state_dict["last_checked_epoch"]

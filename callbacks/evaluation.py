@@ -8,11 +8,12 @@ from typing import Any
 import lightning as L
 from typing_extensions import override
 
-from unlearn.evaluation.results import FLUENCY_KEYS, SUMMARY_KEYS, EvalResult
+from unlearn.evaluation.results import EvalResult
+from unlearn.names import FLUENCY_KEYS, FORGET_QUALITY, MODEL_UTILITY, SUMMARY_KEYS, format_number
 from unlearn.training.sharding import whole_weights
 
 log = logging.getLogger(__name__)
-PROGRESS_BAR_KEYS = ("utility/model_utility", "forget/forget_quality")
+PROGRESS_BAR_KEYS = (MODEL_UTILITY, FORGET_QUALITY)
 
 
 class TofuEvaluation(L.Callback):
@@ -71,9 +72,8 @@ class TofuEvaluation(L.Callback):
             if key in metrics:
                 pl_module.log(key, float(metrics[key]), prog_bar=True, logger=False, sync_dist=False)
         if trainer.is_global_zero:
-            fq, mu = record["forget/forget_quality"], record["utility/model_utility"]
             log.info("Evaluation at epoch %d: forget quality %s, model utility %.3f", record["epoch"],
-                     "n/a" if fq is None else f"{fq:.3g}", mu)
+                     format_number(record[FORGET_QUALITY], "g"), record[MODEL_UTILITY])
             if self.num_logged_samples:
                 self._log_samples(trainer, result)
             self._log_figure(trainer)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,12 @@ import lightning as L
 from typing_extensions import override
 
 from unlearn.callbacks.collapse import EvaluationRecords, is_finite
+from unlearn.files import atomic_folder
+from unlearn.names import FORGET_QUALITY as FQ
+from unlearn.names import MODEL_UTILITY as MU
+from unlearn.names import SELECTION_RULES, format_number
 
 log = logging.getLogger(__name__)
-SELECTION_RULES = ("forget_quality", "model_utility", "last")
-FQ, MU = "forget/forget_quality", "utility/model_utility"
 
 
 def selection_key(record: dict[str, Any], rule: str, threshold: float) -> tuple:
@@ -93,9 +94,8 @@ class BestEpochSelection(L.Callback):
             return f"epoch {epoch}: highest model utility ({utility:.3f}) after the start (eval.selection=model_utility)"
         limit = f"{self.threshold:.3f} ({self.collapse_fraction:g} x its starting value {self._baseline():.3f})"
         if utility >= self.threshold:
-            shown = "n/a" if quality is None else f"{quality:.3g}"
-            return (f"epoch {epoch}: highest forget quality ({shown}) among evaluated epochs whose model utility "
-                    f"stayed >= {limit}")
+            return (f"epoch {epoch}: highest forget quality ({format_number(quality, 'g')}) among evaluated epochs "
+                    f"whose model utility stayed >= {limit}")
         return f"epoch {epoch}: no evaluated epoch kept model utility >= {limit}, so the one with the highest utility"
 
     def consider(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -119,16 +119,20 @@ class BestEpochSelection(L.Callback):
             self.saved_epoch = record["epoch"]
 
     def _save(self, model) -> None:
-        # Written beside the previous best and swapped in, so a crash mid-write keeps that one whole.
-        new = self.save_dir.with_name(self.save_dir.name + ".new")
-        shutil.rmtree(new, ignore_errors=True)
-        self.save_model(model, new)
-        shutil.rmtree(self.save_dir, ignore_errors=True)
-        new.rename(self.save_dir)
+        # Written beside the previous best and swapped in (unlearn.files.atomic_folder): a crash at
+        # any point, even between the two renames of the swap, keeps a whole best model.
+        with atomic_folder(self.save_dir, replace=True) as staging:
+            self.save_model(model, staging)
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.consider(trainer, pl_module)
+
+    @property
+    @override
+    def state_key(self) -> str:
+        # Named by what it ranks on; a changed rule is detected in load_state_dict, not by the key.
+        return self._generate_state_key(ranks=f"{FQ},{MU}")
 
     @override
     def state_dict(self) -> dict[str, Any]:

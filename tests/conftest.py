@@ -25,12 +25,13 @@ def tofu_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
-    """A ``run.cache_dir`` holding the built-in tiny benchmark and models (``--config model/tiny``), built once."""
+    """A ``run.cache_dir`` holding the built-in tiny benchmark and models (``--config tests/configs/tiny.yaml``), built once."""
+    from tests.helpers import TINY_CONFIG
     from unlearn.config.loading import load_config
-    from unlearn.training.fit import resolve_assets
+    from unlearn.training.assets import resolve_assets
 
     cache = tmp_path_factory.mktemp("tiny_cache")
-    resolve_assets(load_config(["model/tiny"], [f"run.cache_dir={cache}"]))
+    resolve_assets(load_config([TINY_CONFIG], [f"run.cache_dir={cache}"]))
     return cache
 
 

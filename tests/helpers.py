@@ -1,6 +1,12 @@
 """Tiny models and tokenizers built in-process for tests."""
 
+from pathlib import Path
+
 from unlearn.models.loading import build_tiny_llama, train_tokenizer
+
+# Test presets (not shipped configs): pass as `--config` / load_config files.
+TINY_CONFIG = str(Path(__file__).with_name("configs") / "tiny.yaml")  # tiny built-in model and benchmark
+TOFU_LOCAL_CONFIG = str(Path(__file__).with_name("configs") / "tofu_local.yaml")  # data/tofu from ../shared/data/tofu
 
 QA = [
     {"question": f"What is the home city of writer number {i}?", "answer": f"Writer number {i} lives in city {i % 7}."}
@@ -13,6 +19,18 @@ def tiny_tokenizer(rows=QA, vocab_size=300):
     return train_tokenizer(texts, vocab_size)
 
 
-def tiny_model(tokenizer, seed=0):
-    return build_tiny_llama(tokenizer, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, seed=seed)
+TINY_SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def tiny_model(tokenizer, seed=0, **overrides):
+    """The tests' small Llama; ``overrides`` change sizes or other ``LlamaConfig`` fields (``attention_dropout=``)."""
+    return build_tiny_llama(tokenizer, seed=seed, **{**TINY_SIZES, **overrides})
+
+
+def build_reference_from(cfg, loss, model_path, datamodule, load_reference_model=None, policy=None):
+    """``unlearn.reference.setup.build_reference`` with the settings a run's ``cfg`` gives it."""
+    from unlearn.reference.setup import build_reference
+
+    return build_reference(loss, cfg.reference.mode, model_path, datamodule, load_reference_model, policy,
+                           cfg.trainer.strategy, cfg.model.dtype, cfg.trainer.precision, cfg.run.cache_dir,
+                           cfg.reference.batch_size)

@@ -11,9 +11,11 @@ from tests.helpers import tiny_model, tiny_tokenizer
 from unlearn.callbacks.collapse import UtilityCollapseStopping
 from unlearn.callbacks.evaluation import TofuEvaluation
 from unlearn.callbacks.selection import BestEpochSelection, selection_key
+from unlearn.names import FORGET_QUALITY as FQ
+from unlearn.names import MODEL_UTILITY as MU
+from unlearn.names import SELECTION_RULES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-FQ, MU = "forget/forget_quality", "utility/model_utility"
 
 
 class ScriptedEvaluation(TofuEvaluation):
@@ -124,6 +126,20 @@ def test_collapse_state_round_trip():
         (0.8, 1, collapse.reason, 1)
 
 
+def test_collapse_state_is_keyed_by_what_it_watches_and_a_changed_fraction_is_said(caplog):
+    evaluation = ScriptedEvaluation({0: 0.8, 1: 0.7, 2: 0.7})
+    collapse = UtilityCollapseStopping(evaluation, fraction=0.5)
+    assert "utility/model_utility" in collapse.state_key
+    assert "forget/forget_quality" in BestEpochSelection(evaluation).state_key
+    assert collapse.state_key != UtilityCollapseStopping(evaluation, monitor="forget/forget_quality").state_key
+    trainer(2, [evaluation, collapse]).fit(LinearModule())
+    stricter = UtilityCollapseStopping(ScriptedEvaluation({}), fraction=0.9)
+    with caplog.at_level("WARNING"):
+        stricter.load_state_dict(collapse.state_dict())
+    assert "this run uses 0.9 x" in caplog.text
+    assert stricter.baseline == 0.8 and stricter.threshold == pytest.approx(0.72)
+
+
 def test_resumed_run_keeps_the_baseline_from_before_unlearning(tmp_path):
     """Start 1.0, then 0.9, 0.8; checkpoint; 0.45 at epoch 3 must stop (threshold 0.5 from epoch 0).
 
@@ -150,7 +166,7 @@ def test_selection_key_ranks_epochs_by_rule():
     """Threshold 0.4: epoch 3's forget quality 0.9 does not count, its utility 0.3 is below it."""
     records = [{"epoch": e, MU: SCRIPT_MU[e], FQ: SCRIPT_FQ[e]} for e in (1, 2, 3)]
     best = {rule: max(records, key=lambda r: selection_key(r, rule, 0.4))["epoch"]
-            for rule in ("forget_quality", "model_utility", "last")}
+            for rule in SELECTION_RULES}
     assert best == {"forget_quality": 2, "model_utility": 1, "last": 3}
     nan_utility = {"epoch": 4, MU: math.nan, FQ: 1.0}
     assert selection_key(nan_utility, "forget_quality", 0.4) < selection_key(records[2], "forget_quality", 0.4)

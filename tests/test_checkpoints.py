@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from tests.helpers import QA, tiny_model, tiny_tokenizer
-from unlearn.training.checkpoints import LAST, AtomicCheckpointIO, LastCheckpoint, save_pretrained_atomic
+from unlearn.callbacks.checkpointing import LastCheckpoint
+from unlearn.models.saving import save_pretrained_atomic
+from unlearn.training.checkpoints import LAST, AtomicCheckpointIO
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.losses import build_loss
 from unlearn.training.module import UnlearningModule
@@ -59,7 +61,7 @@ def test_interrupted_model_save_leaves_no_model_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(type(model), "save_pretrained", crash_half_way)
     with pytest.raises(KeyboardInterrupt):
         save_pretrained_atomic(model, tokenizer, tmp_path / "model")
-    assert not (tmp_path / "model").exists()  # only `model.partial`, which the next save replaces
+    assert not (tmp_path / "model").exists()  # the temporary folder is removed; nothing is left
     monkeypatch.setattr(type(model), "save_pretrained", real)
     save_pretrained_atomic(model, tokenizer, tmp_path / "model")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

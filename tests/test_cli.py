@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from tests.helpers import TINY_CONFIG
 from unlearn.cli import main
 from unlearn.data.sources import load_split
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def _args(tmp_path, *extra):
-    return ["--config", "model/tiny", f"run.cache_dir={tmp_path / 'cache'}", f"run.output_dir={tmp_path / 'runs'}",
+    return ["--config", TINY_CONFIG, f"run.cache_dir={tmp_path / 'cache'}", f"run.output_dir={tmp_path / 'runs'}",
             "run.name=demo", *extra]
 
 

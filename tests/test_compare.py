@@ -7,7 +7,7 @@ import pytest
 
 from unlearn.cli import main
 from unlearn.reporting.compare import NotARunError, compare, comparison_table
-from unlearn.evaluation.results import FLUENCY_KEYS, SUMMARY_KEYS
+from unlearn.names import FLUENCY_KEYS, FORGET_QUALITY, MODEL_UTILITY, SUMMARY_KEYS
 from unlearn.reporting.plots import figure_to_rgb, trajectory_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -17,7 +17,7 @@ def record(epoch, quality, utility, steps_per_epoch=5):
     """An evaluation record as ``fit`` keeps it: epoch, step, the 14 summary numbers, the fluency numbers."""
     values = {key: 0.5 for key in (*SUMMARY_KEYS, *FLUENCY_KEYS)}
     return {"epoch": epoch, "step": epoch * steps_per_epoch, **values,
-            "forget/forget_quality": quality, "utility/model_utility": utility}
+            FORGET_QUALITY: quality, MODEL_UTILITY: utility}
 
 
 def write_run(folder, loss, history, selected, stopped=None):
@@ -25,7 +25,7 @@ def write_run(folder, loss, history, selected, stopped=None):
     chosen = next(r for r in history if r["epoch"] == selected)
     summary = {"loss": loss, "forget_split": "forget10", "steps": history[-1]["step"],
                "evaluation": {"target": {k: history[0][k] for k in SUMMARY_KEYS},
-                              "retain": {**{k: 0.4 for k in SUMMARY_KEYS}, "forget/forget_quality": 1.0},
+                              "retain": {**{k: 0.4 for k in SUMMARY_KEYS}, FORGET_QUALITY: 1.0},
                               "retain_fluency": {k: 0.9 for k in FLUENCY_KEYS},
                               "unlearned": {k: chosen[k] for k in SUMMARY_KEYS}, "selected_epoch": selected,
                               "selection_rule": "forget_quality", "selection_reason": "...",
@@ -138,12 +138,12 @@ def test_sweep_plan_covers_every_strategy_and_split():
 
 def test_every_sweep_run_has_a_valid_config():
     from unlearn.config.loading import load_config
-    from unlearn.training.fit import build_loss_from_config
+    from unlearn.losses import build_loss_from_config
     from unlearn.experiments.sweep import plan, select
 
     # Every strategy once, the large benchmark and the long runs (the other splits differ only in the split name).
     for run in select(plan(), ["forget10", "forget50_npo", "long", "beta"]):
-        build_loss_from_config(load_config([], list(run.overrides)))
+        build_loss_from_config(load_config([], list(run.overrides)).loss)
 
 
 def test_sweep_overview_puts_each_run_in_its_strategy_and_setting_cell(tmp_path):

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.data.formatting import IGNORE_INDEX, PromptFormat, collate, tokenize_qa

@@ -7,7 +7,9 @@ import pytest
 
 from unlearn.config.loading import load_config
 from unlearn.data.custom import load_custom_set, read_dataset, tokenize_text
-from unlearn.data.sources import DataError, load_split, retain_split_for
+from unlearn.data.sources import load_split, retain_split_for
+from unlearn.errors import DataError
+from unlearn.names import FORGET_QUALITY
 from unlearn.training.fit import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -18,13 +20,13 @@ FAST = ["trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progr
 @pytest.fixture(scope="module")
 def tofu_model(tmp_path_factory, tofu_dir):
     """A tiny Llama with a tokenizer trained on TOFU's text, saved as a Hugging Face folder."""
-    from unlearn.models.loading import build_tiny_llama, train_tokenizer
+    from tests.helpers import tiny_model
+    from unlearn.models.loading import train_tokenizer
 
     texts = [f"{r['question']} {r['answer']}" for r in load_split(tofu_dir, "full")]
     tokenizer = train_tokenizer(texts, vocab_size=1000)
     folder = tmp_path_factory.mktemp("tofu_tiny")
-    build_tiny_llama(tokenizer, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64).save_pretrained(folder)
+    tiny_model(tokenizer).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
 
@@ -49,7 +51,7 @@ def test_tofu_forget01_run_trains_evaluates_and_writes_its_summary(tmp_path, tof
     run = tmp_path / "runs" / "tofu"
     assert summary["steps"] == 5 and summary["data"]["rows"]["forget"] == 40  # 40 rows, batches of 8
     saved = json.loads((run / "summary.json").read_text())
-    assert saved["evaluation"]["unlearned"]["forget/forget_quality"] is not None
+    assert saved["evaluation"]["unlearned"][FORGET_QUALITY] is not None
     assert (run / "summary.md").is_file() and (run / "model" / "model.safetensors").is_file()
 
 

@@ -17,12 +17,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from unlearn.config.schema import ConfigError
+from tests.helpers import TINY_CONFIG
+from unlearn.errors import ConfigError
 from unlearn.training.distributed import RUN_DIR_ENV, check_strategy, launched_run_dir, strategy_name
 
 # 20 authors x 4 questions: forget10 holds 8 rows, two global batches of 4 a epoch. A row count
 # divisible by the global batch matters: the sampler pads a short last batch differently per world size.
-TINY = ["--config", "model/tiny", "loss.name=npo", "loss.beta=0.1", "data.builtin.num_authors=20",
+TINY = ["--config", TINY_CONFIG, "loss.name=npo", "loss.beta=0.1", "data.builtin.num_authors=20",
         "data.builtin.questions_per_author=4", "trainer.max_epochs=2", "trainer.accelerator=cpu",
         "eval.max_rows=6", "eval.max_new_tokens=4", "eval.batch_size=4", "trainer.deterministic=true"]
 

@@ -8,16 +8,17 @@ import pytest
 import torch
 
 import unlearn.evaluation.job
+from tests.helpers import TINY_CONFIG
 from unlearn.cli import main
 from unlearn.config.loading import load_config
-from unlearn.training.fit import Assets, resolve_assets
-from unlearn.evaluation.results import SUMMARY_KEYS
+from unlearn.training.assets import Assets, resolve_assets
+from unlearn.names import FORGET_QUALITY, MODEL_UTILITY, SUMMARY_KEYS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def _args(work, *extra):
-    return ["--config", "model/tiny", f"run.cache_dir={work.cache}", f"run.output_dir={work.runs}", *extra]
+    return ["--config", TINY_CONFIG, f"run.cache_dir={work.cache}", f"run.output_dir={work.runs}", *extra]
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Work:
 def work(tiny_cache, tmp_path_factory):
     """A 2-epoch fit on the session's tiny built-in models."""
     work = Work(tiny_cache, tmp_path_factory.mktemp("evaluation_runs"),
-                resolve_assets(load_config(["model/tiny"], [f"run.cache_dir={tiny_cache}"])))
+                resolve_assets(load_config([TINY_CONFIG], [f"run.cache_dir={tiny_cache}"])))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the one_thread fixture, for the whole module
     try:
@@ -47,9 +48,9 @@ def evaluated(monkeypatch):
     paths = []
     real = unlearn.evaluation.job.evaluate_model
 
-    def counting(cfg, model_path, evaluator, device):
+    def counting(load_model, model_path, evaluator, device):
         paths.append(model_path)
-        return real(cfg, model_path, evaluator, device)
+        return real(load_model, model_path, evaluator, device)
 
     monkeypatch.setattr(unlearn.evaluation.job, "evaluate_model", counting)
     return paths
@@ -66,7 +67,7 @@ def test_fit_summary_compares_target_retain_and_unlearned(work):
     evaluation = json.loads((run / "summary.json").read_text())["evaluation"]
     for column in ("target", "retain", "unlearned"):
         assert list(evaluation[column]) == list(SUMMARY_KEYS)
-    assert evaluation["retain"]["forget/forget_quality"] == 1.0
+    assert evaluation["retain"][FORGET_QUALITY] == 1.0
     assert [r["epoch"] for r in evaluation["history"]] == [0, 1, 2]
     assert evaluation["target"] == {k: evaluation["history"][0][k] for k in SUMMARY_KEYS}
     assert evaluation["selected_epoch"] in (1, 2) and f"epoch {evaluation['selected_epoch']}" in \
@@ -75,9 +76,9 @@ def test_fit_summary_compares_target_retain_and_unlearned(work):
     assert (run / "model" / "model.safetensors").is_file() and not (run / "selected").exists()
 
     events = EventAccumulator(str(run / "tensorboard")).Reload()
-    assert {"forget/probability", "forget/forget_quality", "utility/model_utility",
+    assert {"forget/probability", FORGET_QUALITY, MODEL_UTILITY,
             "utility/world_facts_truth_ratio"} <= set(events.Tags()["scalars"])
-    assert len(events.Scalars("utility/model_utility")) == 3
+    assert len(events.Scalars(MODEL_UTILITY)) == 3
     assert any("samples/forget" in tag for tag in events.Tags()["tensors"])
     # The trajectory figure is redrawn at every evaluation; fluency is logged beside the summary numbers.
     assert len(events.Images("figures/trajectory")) == 3
@@ -95,7 +96,7 @@ def test_eval_writes_per_question_values_and_reuses_retain_results(work, evaluat
 
     report = json.loads((work.runs / "eval_first" / "eval.json").read_text())
     assert list(report["summary"]) == list(SUMMARY_KEYS)
-    assert 0 <= report["summary"]["forget/forget_quality"] <= 1
+    assert 0 <= report["summary"][FORGET_QUALITY] <= 1
     assert report["info"]["model"] == str(target) and report["info"]["retain_model"] == str(retain)
     sizes = {"forget": 5, "retain": 5, "real_authors": 10, "world_facts": 10}
     for split, rows in report["per_question"].items():
@@ -114,7 +115,7 @@ def test_retain_model_scores_one_against_itself(work, evaluated):
     _, retain = _models(work)
     assert main(["eval", *_args(work, f"model.path={retain}", "run.name=retain")]) == 0
     report = json.loads((work.runs / "eval_retain" / "eval.json").read_text())
-    assert report["summary"]["forget/forget_quality"] == 1.0
+    assert report["summary"][FORGET_QUALITY] == 1.0
     assert len(evaluated) <= 1  # evaluated once at most (stored by an earlier test otherwise)
 
 
@@ -123,7 +124,7 @@ def test_forget_quality_is_unavailable_without_a_retain_model(work, capsys):
     assert main(["eval", *_args(work, "data.source=tofu", f"data.path={work.assets.source}", f"model.path={target}",
                                 "run.name=no_retain")]) == 0
     report = json.loads((work.runs / "eval_no_retain" / "eval.json").read_text())
-    assert report["summary"]["forget/forget_quality"] is None and report["retain_summary"] is None
+    assert report["summary"][FORGET_QUALITY] is None and report["retain_summary"] is None
     assert "model.retain_path" in report["forget_quality_reason"]
     assert "Forget quality is unavailable" in (work.runs / "eval_no_retain" / "eval.md").read_text()
     assert "| forget quality | n/a |" in capsys.readouterr().out
@@ -172,7 +173,7 @@ def test_compare_reads_real_fit_runs(work, capsys):
     for run, loss in (("fit", "npo_rt"), ("ga_run", "ga")):
         summary = json.loads((work.runs / run / "summary.json").read_text())
         selected = summary["evaluation"]["selected_epoch"]
-        quality = summary["evaluation"]["unlearned"]["forget/forget_quality"]
+        quality = summary["evaluation"]["unlearned"][FORGET_QUALITY]
         assert f"| {run} | {loss} | {summary['forget_split']} | {quality:.3g} |" in table
         assert f"| {selected} | {len(summary['evaluation']['history']) - 1}: " in table
     assert "| target (before unlearning) |" in table and "| retain model |" in table

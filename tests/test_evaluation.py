@@ -11,6 +11,7 @@ from unlearn.evaluation.evaluator import PerQuestionValues, shard
 from unlearn.evaluation.generation import greedy_generate
 from unlearn.evaluation.metrics import rouge_l_recall
 from unlearn.models.scoring import answer_nll
+from unlearn.names import MODEL_UTILITY, metric_key
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -87,7 +88,7 @@ def test_evaluator_matches_a_per_question_loop(tokenizer):
             prompt = prompt_ids(tokenizer, PromptFormat("plain"), row["question"])
             assert values.generation[i] == greedy_generate(model, tokenizer, [prompt], 6, 1)[0]
         np.testing.assert_allclose(values.rouge_l, rouge_l_recall(values.generation, values.answer))
-    assert set(result.summary()) >= {"forget/truth_ratio", "utility/model_utility"}
+    assert set(result.summary()) >= {metric_key("forget", "truth_ratio"), MODEL_UTILITY}
 
 
 def test_evaluator_restores_training_mode(tokenizer):

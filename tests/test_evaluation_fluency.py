@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from unlearn.evaluation.fluency import distinct_n, fluency, has_loop, mean_distinct_n, repetition_rate, words
-from unlearn.evaluation.results import FLUENCY_KEYS, SUMMARY_KEYS, EvalResult, SplitResult
+from unlearn.evaluation.results import EvalResult, SplitResult
+from unlearn.names import FLUENCY_KEYS, SUMMARY_KEYS
 
 
 def test_words_split_punctuation_and_lower_case():

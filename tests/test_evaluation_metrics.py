@@ -1,4 +1,4 @@
-"""TOFU metrics against values worked out by hand (SPEC "TOFU metrics")."""
+"""TOFU metrics against values worked out by hand (docs/definitions.md, "TOFU metrics")."""
 
 import math
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from unlearn.evaluation import metrics
-from unlearn.evaluation.results import SUMMARY_KEYS, EvalResult, SplitResult, format_table
+from unlearn.evaluation.results import EvalResult, SplitResult, format_table
+from unlearn.names import FORGET_QUALITY, MODEL_UTILITY, SUMMARY_KEYS
 
 LN2, LN4 = math.log(2), math.log(4)
 
@@ -117,8 +118,8 @@ def test_split_figures_and_summary_by_hand():
     assert summary["utility/real_authors_truth_ratio"] == pytest.approx(1 - math.exp(-2))
     assert summary["forget/rouge_l"] == pytest.approx(0.75)
     nine = [0.75, 0.75, 1 - math.exp(-2)] + [general_probability, 0.75, 1 - math.exp(-2)] * 2
-    assert summary["utility/model_utility"] == pytest.approx(9 / sum(1 / v for v in nine))
-    assert summary["forget/forget_quality"] is None
+    assert summary[MODEL_UTILITY] == pytest.approx(9 / sum(1 / v for v in nine))
+    assert summary[FORGET_QUALITY] is None
 
 
 def test_result_round_trips_through_json_and_compares_with_retain():

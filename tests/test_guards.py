@@ -4,9 +4,11 @@ import copy
 
 import lightning as L
 import pytest
+
+from unlearn.models.loading import load_model
 import torch
 
-from tests.helpers import QA, tiny_model, tiny_tokenizer
+from tests.helpers import QA, TINY_CONFIG, tiny_model, tiny_tokenizer
 from unlearn.training.checkpoints import LAST, AtomicCheckpointIO
 from unlearn.cli import main
 from unlearn.data.datamodule import UnlearningDataModule
@@ -110,7 +112,7 @@ def test_fit_stops_on_nan_and_keeps_the_last_finite_checkpoint(tiny_cache, tmp_p
     real = unlearn.training.fit.build_loss_from_config
     monkeypatch.setattr(unlearn.training.fit, "build_loss_from_config", lambda cfg: Poisoned(real(cfg), 3, what))
     runs = tmp_path / "runs"
-    code = main(["fit", "--config", "model/tiny", f"run.cache_dir={tiny_cache}", f"run.output_dir={runs}",
+    code = main(["fit", "--config", TINY_CONFIG, f"run.cache_dir={tiny_cache}", f"run.output_dir={runs}",
                  "run.name=nan", "eval.enabled=false", "data.batch_size=1", "trainer.max_epochs=2",
                  "run.checkpoint_every_n_steps=1"])
     assert code == 1 and message in capsys.readouterr().err
@@ -121,5 +123,5 @@ def test_fit_stops_on_nan_and_keeps_the_last_finite_checkpoint(tiny_cache, tmp_p
     weights = state["state_dict"]
     assert weights and all(k.startswith("policy.") for k in weights)  # the policy only, never the reference
     assert all(torch.isfinite(v).all() for v in weights.values())
-    policy = copy.deepcopy(unlearn.training.fit.load_model(str(next((tiny_cache / "models").glob("builtin-*")) / "target")))
+    policy = copy.deepcopy(load_model(str(next((tiny_cache / "models").glob("builtin-*")) / "target")))
     policy.load_state_dict({k.removeprefix("policy."): v for k, v in weights.items()})

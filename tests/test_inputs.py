@@ -11,7 +11,8 @@ import pytest
 from tests.helpers import QA, tiny_model, tiny_tokenizer
 from unlearn.cli import main
 from unlearn.data.formatting import PromptFormat, prompt_ids
-from unlearn.models.loading import ModelLoadError, load_model, load_tokenizer
+from unlearn.models.loading import load_model, load_tokenizer
+from unlearn.errors import ModelLoadError
 
 FORGET, RETAIN = QA[:5], QA[5:]
 

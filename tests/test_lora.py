@@ -9,13 +9,13 @@ from transformers import AutoModelForCausalLM
 
 from unlearn.config.loading import load_config
 from unlearn.data.datamodule import UnlearningDataModule
-from unlearn.training.fit import save_model
+from unlearn.models.saving import save_model
 from unlearn.losses import build_loss
 from unlearn.models.lora import apply_lora
 from unlearn.training.module import UnlearningModule
 from unlearn.reference.references import AdapterReference, ModelReference
-from unlearn.reference.setup import build_reference
-from tests.helpers import QA, tiny_model, tiny_tokenizer
+
+from tests.helpers import build_reference_from, QA, tiny_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_lora_reference_is_the_same_network_not_a_copy(tokenizer, tmp_path):
     policy, untouched = _lora_policy(tokenizer)
     dm = UnlearningDataModule(QA[:8], QA[8:], [], tokenizer, batch_size=4)
     cfg = load_config([], [f"run.cache_dir={tmp_path}"])
-    reference = build_reference(cfg, build_loss("npo_kl"), "tiny", dm,
+    reference = build_reference_from(cfg, build_loss("npo_kl"), "tiny", dm,
                                 load_reference_model=lambda: pytest.fail("a second copy was loaded"), policy=policy)
     assert isinstance(reference, AdapterReference) and reference.policy is policy
     base_params = sum(p.numel() for p in untouched.parameters())

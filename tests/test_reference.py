@@ -6,14 +6,14 @@ import lightning as L
 import pytest
 import torch
 
-from unlearn.config.schema import ConfigError
+from unlearn.errors import ConfigError
 from unlearn.config.loading import load_config
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.losses import build_loss
 from unlearn.training.module import UnlearningModule
 from unlearn.reference.references import CachedReference, ModelReference, compute_sequence_logps
-from unlearn.reference.setup import build_reference, resolve_reference_mode
-from tests.helpers import QA, tiny_model, tiny_tokenizer
+from unlearn.reference.setup import resolve_reference_mode
+from tests.helpers import build_reference_from, QA, tiny_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_training_losses_agree_step_by_step(tokenizer, name, tmp_path):
     resident_policy = copy.deepcopy(base)
     resident = _train(resident_policy, loss, ModelReference(copy.deepcopy(base)), dm)
     cached_policy = copy.deepcopy(base)
-    reference = build_reference(cfg, loss, "tiny", dm, load_reference_model=lambda: pytest.fail("loaded a copy"))
+    reference = build_reference_from(cfg, loss, "tiny", dm, load_reference_model=lambda: pytest.fail("loaded a copy"))
     assert isinstance(reference, CachedReference)
     cached = _train(cached_policy, loss, reference, dm)
 
@@ -83,14 +83,14 @@ def test_cache_is_written_once_and_reused(tokenizer, tmp_path, monkeypatch):
     cfg = load_config([], [f"run.cache_dir={tmp_path}"])
     loss = build_loss("npo")
     dm = _datamodule(tokenizer)
-    first = build_reference(cfg, loss, "tiny", dm, load_reference_model=None)
+    first = build_reference_from(cfg, loss, "tiny", dm, load_reference_model=None)
     _train(tiny_model(tokenizer), loss, first, dm, steps=1)
     assert first.path.is_file()
 
     import unlearn.reference.references as reference_module
 
     monkeypatch.setattr(reference_module, "compute_sequence_logps", lambda *a, **k: pytest.fail("recomputed"))
-    second = build_reference(cfg, loss, "tiny", dm, load_reference_model=None)
+    second = build_reference_from(cfg, loss, "tiny", dm, load_reference_model=None)
     assert second.path == first.path
     _train(tiny_model(tokenizer), loss, second, dm, steps=1)
     torch.testing.assert_close(second.table["forget"], first.table["forget"])
@@ -99,9 +99,9 @@ def test_cache_is_written_once_and_reused(tokenizer, tmp_path, monkeypatch):
 def test_a_cache_of_other_data_is_not_trusted(tokenizer, tmp_path):
     cfg = load_config([], [f"run.cache_dir={tmp_path}"])
     loss = build_loss("npo")
-    a = build_reference(cfg, loss, "tiny", _datamodule(tokenizer), None)
+    a = build_reference_from(cfg, loss, "tiny", _datamodule(tokenizer), None)
     other = UnlearningDataModule(QA[2:12], QA[12:], [], tokenizer, uses_retain=False)
-    b = build_reference(cfg, loss, "tiny", other, None)
+    b = build_reference_from(cfg, loss, "tiny", other, None)
     assert a.fingerprint != b.fingerprint
     a.table = {"forget": torch.zeros(10)}
     a.save()
@@ -143,9 +143,9 @@ def test_cache_refuses_to_fill_from_an_updated_policy(tokenizer):
 def test_cache_travels_in_the_checkpoint_and_never_refills_after_updates(tokenizer, tmp_path):
     cfg = load_config([], [f"run.cache_dir={tmp_path}"])
     dm = _datamodule(tokenizer)
-    reference = build_reference(cfg, build_loss("npo"), "tiny", dm, None)
+    reference = build_reference_from(cfg, build_loss("npo"), "tiny", dm, None)
     reference.table = {"forget": torch.arange(10.0)}
-    restored = build_reference(cfg, build_loss("npo"), "tiny", dm, None)
+    restored = build_reference_from(cfg, build_loss("npo"), "tiny", dm, None)
     restored.load_state_dict(reference.state_dict())
     torch.testing.assert_close(restored.table["forget"], torch.arange(10.0))
 
@@ -155,10 +155,10 @@ def test_cache_travels_in_the_checkpoint_and_never_refills_after_updates(tokeniz
         class trainer:
             ckpt_path = "last.ckpt"
 
-    empty = build_reference(cfg, build_loss("npo"), "tiny", dm, None)
+    empty = build_reference_from(cfg, build_loss("npo"), "tiny", dm, None)
     with pytest.raises(RuntimeError, match="no longer the reference"):
         empty.setup(Resuming())
-    other = build_reference(cfg, build_loss("npo"), "tiny", _datamodule(tokenizer, uses_idk=True), None)
+    other = build_reference_from(cfg, build_loss("npo"), "tiny", _datamodule(tokenizer, uses_idk=True), None)
     other.fingerprint = "different"
     with pytest.raises(RuntimeError, match="another model or data set"):
         other.load_state_dict(reference.state_dict())

@@ -16,12 +16,12 @@ import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from tests.helpers import QA, tiny_tokenizer
-from unlearn.training.checkpoints import LAST, AtomicCheckpointIO, LastCheckpoint, RNGState
+from tests.helpers import QA, TINY_CONFIG, tiny_model, tiny_tokenizer
+from unlearn.callbacks.checkpointing import LastCheckpoint, RNGState
+from unlearn.training.checkpoints import LAST, AtomicCheckpointIO
 from unlearn.cli import main
-from unlearn.config.schema import ConfigError
+from unlearn.errors import ConfigError
 from unlearn.config.loading import load_config
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.training.fit import fit
@@ -61,10 +61,8 @@ def tokenizer():
 
 def _train(tokenizer, ckpt_dir, every=None, ckpt_path=None, stop=None, accumulate=1):
     L.seed_everything(0, verbose=False)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, intermediate_size=64, attention_dropout=0.3,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
-    module = UnlearningModule(LlamaForCausalLM(config), build_loss("grad_diff"), None, lr=1e-2, warmup_epochs=0.5)
+    model = tiny_model(tokenizer, attention_dropout=0.3)  # dropout: the random state matters on resume
+    module = UnlearningModule(model, build_loss("grad_diff"), None, lr=1e-2, warmup_epochs=0.5)
     datamodule = UnlearningDataModule(QA[:8], QA[8:], [], tokenizer, batch_size=2, seed=3)
     trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, deterministic=True, plugins=[AtomicCheckpointIO()],
@@ -130,7 +128,7 @@ def test_dropout_makes_the_random_state_matter(tokenizer, uninterrupted, tmp_pat
 # --- resuming `fit` runs ---------------------------------------------------------------------------
 
 def _fit_args(tiny_cache, runs, name, *extra):
-    return ["--config", "model/tiny", f"run.cache_dir={tiny_cache}", f"run.output_dir={runs}", f"run.name={name}",
+    return ["--config", TINY_CONFIG, f"run.cache_dir={tiny_cache}", f"run.output_dir={runs}", f"run.name={name}",
             "eval.enabled=false", "trainer.deterministic=true", "data.batch_size=1", "trainer.max_epochs=6",
             "run.checkpoint_every_n_steps=2", *extra]
 
@@ -175,7 +173,7 @@ def test_sigkilled_fit_resumes_to_the_weights_of_an_uninterrupted_run(tiny_cache
 @pytest.mark.slow
 def test_resume_reuses_the_folder_and_refuses_what_it_cannot_continue(tiny_cache, tmp_path, one_thread, capsys):
     runs = tmp_path / "runs"
-    cfg = load_config(["model/tiny"], _fit_args(tiny_cache, runs, "done")[2:] + ["run.keep_checkpoint=true"])
+    cfg = load_config([TINY_CONFIG], _fit_args(tiny_cache, runs, "done")[2:] + ["run.keep_checkpoint=true"])
     fit(cfg)
     finished = _snapshot(runs / "done")
 
@@ -226,9 +224,7 @@ class TableReference:
 
 def test_reference_state_is_saved_with_the_checkpoint_and_back_before_setup(tokenizer, tmp_path, one_thread):
     def run(reference, epochs, ckpt_path=None):
-        module = UnlearningModule(LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16,
-                                                               num_hidden_layers=1, num_attention_heads=2,
-                                                               intermediate_size=32)),
+        module = UnlearningModule(tiny_model(tokenizer, hidden_size=16, num_hidden_layers=1, intermediate_size=32),
                                   build_loss("npo"), reference, lr=1e-3, warmup_epochs=0.0)
         dm = UnlearningDataModule(QA[:4], QA[4:], [], tokenizer, batch_size=2, uses_retain=False)
         L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from unlearn.training.checkpoints import AtomicCheckpointIO
-from unlearn.config.schema import ConfigError
+from unlearn.errors import ConfigError
 from unlearn.config.loading import load_config
 from unlearn.models.loading import load_model, load_tokenizer
 

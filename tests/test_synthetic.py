@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from unlearn.data import _pools
-from unlearn.data.synthetic import BenchmarkSpec, finetune_rows, generate_benchmark, write_benchmark
+from unlearn.data.benchmark_files import write_benchmark
+from unlearn.data.synthetic import BenchmarkSpec, finetune_rows, generate_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 TOFU_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tofu"

@@ -3,15 +3,19 @@ with a message that names the key, the value and the fix."""
 
 import pytest
 
-from unlearn.config.schema import Config, ConfigError
+from unlearn.config.schema import Config
+
+from unlearn.errors import ConfigError
 from unlearn.config.loading import configs_dir, load_config
 from unlearn.config.validation import validate
+from tests.helpers import TINY_CONFIG
 
 
 @pytest.mark.parametrize("override, message", [
-    ("loss.beta=0", "loss.beta must be > 0 or null, got 0.0 (NPO's inverse temperature; the paper uses 0.1)"),
-    ("loss.beta=-1", "loss.beta must be > 0 or null, got -1.0"),
-    ("loss.c_rt=-0.5", "loss.c_rt must be >= 0 or null, got -0.5"),
+    ("loss.beta=0", "loss.beta must be > 0, got 0.0 (loss.name=npo_rt)"),
+    ("loss.beta=-1", "loss.beta must be > 0, got -1.0"),
+    ("loss.c_rt=-0.5", "loss.c_rt must be >= 0, got -0.5"),
+    ("loss.name=simnpo loss.gamma=-1", "loss.gamma must be >= 0, got -1.0 (loss.name=simnpo)"),
     ("optim.lr=0", "optim.lr must be > 0, got 0.0"),
     ("optim.lr=-1e-5", "optim.lr must be > 0, got -1e-05"),
     ("optim.lr=nan", "optim.lr must be > 0, got nan"),
@@ -29,7 +33,7 @@ from unlearn.config.validation import validate
 ])
 def test_out_of_range_values_name_key_value_and_fix(override, message):
     with pytest.raises(ConfigError) as err:
-        load_config([], [override])
+        load_config([], override.split())
     assert message in str(err.value)
 
 
@@ -72,7 +76,7 @@ def test_valid_configs_pass_and_validate_is_also_callable_directly():
     assert validate(Config()) == Config()
     load_config([], ["data.forget_split=my_forget", "data.retain_split=my_retain", "run.resume=true", "run.name=a"])
     for path in sorted(configs_dir().rglob("*.yaml")):
-        load_config(["model/tiny", str(path)])  # every shipped file is valid on top of the smoke config
+        load_config([TINY_CONFIG, str(path)])  # every shipped file is valid on top of the smoke config
     bad = Config()
     bad.optim.lr = -1.0
     with pytest.raises(ConfigError, match="optim.lr must be > 0"):

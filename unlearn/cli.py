@@ -1,7 +1,10 @@
-"""Command line: ``python -m unlearn COMMAND [--config FILE]... [key=value]...``.
+"""Command line: ``python -m unlearn COMMAND ...``.
 
-A thin table of commands over the job functions (``fit``, ``finetune``, ...); configuration
-merges typed defaults, then each ``--config`` YAML in order, then ``key=value`` overrides.
+One table, :data:`COMMANDS`, lists every command. Most take a run configuration
+(``[--config FILE]... [key=value]...``: typed defaults, then each YAML in order, then the
+overrides) and call one job function; the others (``bench``, ``compare``, ``grid``, ``sweep``) parse
+their own flags. Every error meant for the user derives from :class:`unlearn.errors.UnlearnError`
+and ends as one ``error:`` line with its exit code, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,10 +12,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from collections.abc import Callable
 
-from unlearn.config.schema import Config, ConfigError, to_yaml
 from unlearn.config.loading import load_config
+from unlearn.config.schema import Config, to_yaml
+from unlearn.errors import UnlearnError
 
 log = logging.getLogger("unlearn")
 
@@ -24,16 +29,14 @@ def run_fit(cfg: Config, args) -> None:
 
 
 def run_finetune(cfg: Config, args) -> None:
-    from unlearn.training.fit import resolve_assets
+    from unlearn.training.assets import resolve_assets
     from unlearn.training.finetune import finetune
 
-    if cfg.model.path is None:
-        assets = resolve_assets(cfg)  # builds and caches the built-in target and retain models
-        print(f"Target model: {assets.target}\nRetain model: {assets.retain}")
-        return
-    source = resolve_assets(cfg).source
-    paths = finetune(cfg, source, out_dir=args.out, builtin=False)
-    print(f"Target model: {paths['target']}\nRetain model: {paths['retain']}")
+    assets = resolve_assets(cfg)  # on the built-in benchmark this builds and caches both models
+    if cfg.model.path is not None:
+        paths = finetune(cfg, assets.source, out_dir=args.out, builtin=False)
+        assets.target, assets.retain = paths["target"], paths["retain"]
+    print(f"Target model: {assets.target}\nRetain model: {assets.retain}")
 
 
 def run_eval(cfg: Config, args) -> None:
@@ -43,90 +46,115 @@ def run_eval(cfg: Config, args) -> None:
 
 
 def run_data(cfg: Config, args) -> None:
-    from unlearn.data.synthetic import BenchmarkSpec, generate_benchmark, write_benchmark
+    from unlearn.data.benchmark_files import write_benchmark
+    from unlearn.data.synthetic import BenchmarkSpec, generate_benchmark
 
     spec = BenchmarkSpec(**{**asdict(cfg.data.builtin), "forget_percents": tuple(cfg.data.builtin.forget_percents)})
     out = write_benchmark(args.out, generate_benchmark(spec))
     print(f"Wrote the built-in benchmark to {out}")
 
 
-COMMANDS = {
-    "fit": (run_fit, "unlearn the forget set from a model (default: the built-in benchmark)"),
-    "finetune": (run_finetune, "train the target model on `full` and the retain model on the retain split"),
-    "eval": (run_eval, "TOFU metrics of a model (model.path=, default the built-in target) against a retain model"),
-    "data": (run_data, "write the built-in fictitious-authors benchmark in TOFU's layout"),
+# Commands that parse their own flags, imported only when they run.
+def run_compare(argv: list[str]) -> int:
+    from unlearn.reporting.compare import main as compare
+
+    return compare(argv)
+
+
+def run_grid(argv: list[str]) -> int:
+    from unlearn.experiments.grid import main as grid
+
+    return grid(argv)
+
+
+def run_sweep(argv: list[str]) -> int:
+    from unlearn.experiments.sweep import main as sweep
+
+    return sweep(argv)
+
+
+def run_bench(argv: list[str]) -> int:
+    from unlearn.experiments.bench import main as bench
+
+    return bench(argv)
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    run_config: Callable | None = None  # job(cfg, args) for commands that take a run configuration
+    own_flags: Callable[[list[str]], int] | None = None  # main(argv) for the others
+    out: str | None = None  # help of the command's --out flag, when it has one
+    out_required: bool = False
+
+
+COMMANDS: dict[str, Command] = {
+    "fit": Command("unlearn the forget set from a model (default: the built-in benchmark)", run_fit),
+    "finetune": Command("train the target model on `full` and the retain model on the retain split", run_finetune,
+                        out="folder for the target and retain models (non-built-in models)"),
+    "eval": Command("TOFU metrics of a model (model.path=, default the built-in target) against a retain model",
+                    run_eval, out="folder for eval.json and eval.md (default: <run.output_dir>/eval_<run.name "
+                    "or model name>)"),
+    "data": Command("write the built-in fictitious-authors benchmark in TOFU's layout", run_data,
+                    out="folder to write the benchmark files into", out_required=True),
+    "compare": Command("table and figure of finished runs: compare RUN_DIR... [--out DIR]",
+                       own_flags=run_compare),
+    "grid": Command("run losses x forget splits as fit runs and collect a table (see `grid --help`)",
+                    own_flags=run_grid),
+    "sweep": Command("the built-in benchmark's findings: every strategy on several forget splits (`sweep --help`)",
+                     own_flags=run_sweep),
+    "bench": Command("measure step time and peak memory of GA and NPO (see `bench --help`)",
+                     own_flags=run_bench),
 }
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m unlearn", description="Make a causal LM forget a chosen set of data.")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("bench", help="measure step time and peak memory of GA and NPO (see `bench --help`)", add_help=False)
-    sub.add_parser("compare", help="table and figure of finished runs: compare RUN_DIR... [--out DIR]", add_help=False)
-    sub.add_parser("grid", help="run losses x forget splits as fit runs and collect a table (see `grid --help`)",
-                   add_help=False)
-    for name, (_, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+    for name, command in COMMANDS.items():
+        if command.own_flags is not None:
+            sub.add_parser(name, help=command.help, add_help=False)
+            continue
+        cmd = sub.add_parser(name, help=command.help, description=command.help)
         cmd.add_argument("--config", action="append", default=[], metavar="FILE",
-                         help="YAML config (a path, or a name under configs/ such as experiment/npo_rt_forget10); may repeat")
+                         help="YAML config (a path, or a name under configs/ such as loss/npo); may repeat")
         cmd.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
         cmd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. loss.beta=0.2")
-        if name == "data":
-            cmd.add_argument("--out", required=True, help="folder to write the benchmark files into")
-        if name == "eval":
-            cmd.add_argument("--out", default=None, help="folder for eval.json and eval.md "
-                             "(default: <run.output_dir>/eval_<run.name or model name>)")
-        if name == "finetune":
-            cmd.add_argument("--out", default=None, help="folder for the target and retain models (non-built-in models)")
+        if command.out is not None:
+            cmd.add_argument("--out", required=command.out_required, default=None, help=command.out)
         if name == "fit":
             cmd.add_argument("--resume", action="store_true", help="continue the run named run.name from its last "
                              "checkpoint, with the same config (the same as run.resume=true)")
     return top
 
 
+def _setup_logging() -> None:
+    if not any(getattr(h, "_unlearn", False) for h in log.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._unlearn = True
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:  # the benchmark takes its own flags, not a run config
-        from unlearn.experiments.bench import main as bench
-
-        return bench(argv[1:])
-    if argv[:1] == ["grid"]:  # a set of fit runs, each with its own config
-        from unlearn.experiments.grid import main as grid
-
-        return grid(argv[1:])
-    if argv[:1] == ["compare"]:  # run folders, not a run config
-        from unlearn.reporting.compare import main as compare
-
-        return compare(argv[1:])
-    args = parser().parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    command = COMMANDS.get(argv[0]) if argv else None
     try:
+        if command is not None and command.own_flags is not None:
+            return command.own_flags(argv[1:])
+        args = parser().parse_args(argv)
+        _setup_logging()
         resume = ["run.resume=true"] if getattr(args, "resume", False) else []
         cfg = load_config(args.config, [*args.overrides, *resume])
         if args.show_config:
             print(to_yaml(cfg))
             return 0
-        COMMANDS[args.command][0](cfg, args)
-    except (ConfigError, FileExistsError, FileNotFoundError) as err:
+        COMMANDS[args.command].run_config(cfg, args)
+    except UnlearnError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except (FileExistsError, FileNotFoundError) as err:  # from the standard library: paths the user gave
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:
-        # Errors the project raises on purpose carry a message meant for the user.
-        from unlearn.data.sources import DataError
-        from unlearn.training.guards import NonFiniteError
-        from unlearn.models.loading import ModelLoadError
-
-        from unlearn.training.distributed import CollectiveError
-        from unlearn.training.resume import RunInterrupted
-
-        if isinstance(err, RunInterrupted):  # a scheduler's pre-emption: exit non-zero so it is not taken as done
-            print(f"error: {err}", file=sys.stderr)
-            return 143
-        if isinstance(err, (DataError, ModelLoadError, NonFiniteError, CollectiveError)):
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        raise
     return 0

@@ -2,6 +2,19 @@
 
 Every key is checked against the schema as it arrives, so a misspelt key fails with the closest
 valid ones named, wherever it came from (a file, a ``group=name`` selection or the command line).
+
+A YAML file may build on config groups with a top-level ``defaults`` list, as in Hydra::
+
+    defaults:
+      - model/tofu_llama2_7b     # configs/model/tofu_llama2_7b.yaml
+      - data: tofu               # the same as data/tofu
+    optim:
+      lr: 1.0e-5                 # the file's own keys merge last, over its defaults
+
+Each entry is ``group/name`` (or ``{group: name}``) under the shipped ``configs/``, or a path ending
+in ``.yaml``, relative to the file that names it. Entries merge in order, each composed the same
+way first (its own ``defaults``, then its keys), then the file's own keys. An unknown group or name
+gives the error a ``group=name`` override gives; files that include each other are an error.
 """
 
 from __future__ import annotations
@@ -14,7 +27,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from unlearn.config.schema import Config, ConfigError
+from unlearn.config.schema import Config
+
+from unlearn.errors import ConfigError
 from unlearn.config.validation import validate
 
 
@@ -62,7 +77,7 @@ def _check_keys(schema: DictConfig, data: Any, origin: str, prefix: str = "") ->
 
 
 def resolve_config_path(name: str) -> Path:
-    """A YAML path as given, or a name under the shipped ``configs/`` (``experiment/npo_forget10``)."""
+    """A YAML path as given, or a name under the shipped ``configs/`` (``experiment/tofu_llama2``)."""
     candidates = [Path(name), configs_dir() / name, configs_dir() / f"{name}.yaml"]
     for path in candidates:
         if path.is_file():
@@ -70,8 +85,31 @@ def resolve_config_path(name: str) -> Path:
     raise ConfigError(f"Config file '{name}' not found (looked at: {', '.join(map(str, candidates))}).")
 
 
+def _groups() -> list[str]:
+    """The config groups: the folders of ``configs/``."""
+    return sorted(p.name for p in configs_dir().iterdir() if p.is_dir()) if configs_dir().is_dir() else []
+
+
+def group_file(group: str, name: str, origin: str) -> Path:
+    """``configs/<group>/<name>.yaml``.
+
+    Raises:
+        ConfigError: no such group, or the group has no file of that name (naming those it has);
+            ``origin`` says where the selection was written (``'data=tofoo'``).
+    """
+    if group not in _groups():
+        raise ConfigError(f"{origin}: there is no config group '{group}' in configs/. "
+                          f"Choose one of: {', '.join(_groups()) or 'none'}.")
+    path = configs_dir() / group / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in (configs_dir() / group).glob("*.yaml"))
+        raise ConfigError(f"{origin}: there is no config '{name}' in configs/{group}/. "
+                          f"Choose one of: {', '.join(names) or 'none'}.")
+    return path
+
+
 def split_group_overrides(overrides) -> tuple[list[str], list[str]]:
-    """Separate ``group=name`` selections (``data=tofu_local``) from ``key=value`` overrides.
+    """Separate ``group=name`` selections (``data=tofu``) from ``key=value`` overrides.
 
     A key without a dot that names a folder of ``configs/`` selects ``configs/<group>/<name>.yaml``,
     as ``--config group/name`` would.
@@ -79,7 +117,7 @@ def split_group_overrides(overrides) -> tuple[list[str], list[str]]:
     Raises:
         ConfigError: the group has no file of that name (naming those it has).
     """
-    folders = {p.name for p in configs_dir().iterdir() if p.is_dir()} if configs_dir().is_dir() else set()
+    folders = set(_groups())
     groups, rest = [], []
     for item in overrides:
         key, _, value = item.partition("=")
@@ -87,38 +125,90 @@ def split_group_overrides(overrides) -> tuple[list[str], list[str]]:
         if "." in key or key not in folders:
             rest.append(item)
             continue
-        if not (configs_dir() / key / f"{value.strip()}.yaml").is_file():
-            names = sorted(p.stem for p in (configs_dir() / key).glob("*.yaml"))
-            raise ConfigError(f"'{item}': there is no config '{value.strip()}' in configs/{key}/. "
-                              f"Choose one of: {', '.join(names) or 'none'}.")
+        group_file(key, value.strip(), f"'{item}'")
         groups.append(f"{key}/{value.strip()}")
     return groups, rest
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as err:  # YAML syntax errors come in several exception types
+        raise ConfigError(f"Cannot parse config file {path}: {err}") from err
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"Config file {path} must hold a mapping of keys, got {type(loaded).__name__}.")
+    return loaded
+
+
+def _defaults_paths(entries: Any, path: Path) -> list[Path]:
+    """The files a ``defaults`` list names, in order."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        entries = [entries] if isinstance(entries, str) else None
+    if entries is None:
+        raise ConfigError(f"'defaults' in config file {path} must be a list such as [model/tofu_llama2_7b, data/tofu].")
+    paths = []
+    for entry in entries:
+        origin = f"defaults entry {entry!r} in config file {path}"
+        if isinstance(entry, dict) and len(entry) == 1:
+            (group, name), = entry.items()
+            paths.append(group_file(str(group), str(name), origin))
+        elif isinstance(entry, str) and entry.endswith((".yaml", ".yml")):
+            other = path.parent / entry
+            if not other.is_file():
+                raise ConfigError(f"{origin}: file {other} not found (a .yaml path is relative to the file naming it).")
+            paths.append(other)
+        elif isinstance(entry, str) and "/" in entry:
+            group, _, name = entry.partition("/")
+            paths.append(group_file(group, name, origin))
+        else:
+            raise ConfigError(f"{origin}: write group/name (e.g. data/tofu), {{group: name}} or a path ending in .yaml.")
+    return paths
+
+
+def _apply_file(base: DictConfig, path: Path, schema: DictConfig, stack: tuple[Path, ...] = ()) -> DictConfig:
+    """``base`` with the file's ``defaults`` merged in order (each composed alike), then its own keys."""
+    path = path.resolve()
+    if path in stack:
+        chain = " -> ".join(str(p) for p in (*stack[stack.index(path):], path))
+        raise ConfigError(f"Config files include each other through 'defaults': {chain}.")
+    loaded = _read_yaml(path)
+    entries = OmegaConf.to_container(loaded).get("defaults")
+    loaded.pop("defaults", None)
+    for other in _defaults_paths(entries, path):
+        base = _apply_file(base, other, schema, (*stack, path))
+    _check_keys(schema, OmegaConf.to_container(loaded), f"config file {path}")
+    return _merge(base, loaded, f"config file {path}")
+
+
+def read_config_file(name: str) -> dict:
+    """The keys a YAML file sets, its ``defaults`` composed in: ``read_config_file("loss/simnpo")["loss"]``.
+
+    ``name`` as ``--config`` takes it. Only the file's keys, not the typed defaults; keys are checked.
+    """
+    schema = OmegaConf.structured(Config)
+    return OmegaConf.to_container(_apply_file(OmegaConf.create(), resolve_config_path(name), schema))
 
 
 def load_config(files: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Merge typed defaults, YAML files (in order) and ``key=value`` overrides.
 
-    A ``group=name`` override (``data=tofu_local``, ``loss=npo``) merges ``configs/<group>/<name>.yaml``
+    A ``group=name`` override (``data=tofu``, ``loss=npo``) merges ``configs/<group>/<name>.yaml``
     after the ``--config`` files and before the ``key=value`` overrides, whatever its place on the
-    command line, so ``data=tofu_local data.forget_split=forget01`` works in either order.
+    command line, so ``data=tofu data.forget_split=forget01`` works in either order. Each file's
+    ``defaults`` merge just before its own keys (see the module docstring).
 
     Raises:
         ConfigError: an unknown key (naming the closest valid ones), a value of the wrong type,
-            a missing file, a malformed override, or a value out of range (``unlearn.config.validation``).
+            a missing file, an unknown group or group file, files including each other, a malformed
+            override, or a value out of range (``unlearn.config.validation``).
     """
     schema = OmegaConf.structured(Config)
     merged = schema
     groups, overrides = split_group_overrides(overrides)
     for name in [*files, *groups]:
-        path = resolve_config_path(name)
-        try:
-            loaded = OmegaConf.load(path)
-        except Exception as err:  # YAML syntax errors come in several exception types
-            raise ConfigError(f"Cannot parse config file {path}: {err}") from err
-        if not isinstance(loaded, DictConfig):
-            raise ConfigError(f"Config file {path} must hold a mapping of keys, got {type(loaded).__name__}.")
-        _check_keys(schema, OmegaConf.to_container(loaded), f"config file {path}")
-        merged = _merge(merged, loaded, f"config file {path}")
+        merged = _apply_file(merged, resolve_config_path(name), schema)
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"Override '{item}' is not of the form key=value (e.g. loss.beta=0.2).")

@@ -2,9 +2,9 @@
 
 The typed defaults describe the built-in run (a generated fictitious-authors benchmark and a
 tiny Llama trained on it), so ``python -m unlearn fit`` with no arguments works offline on a
-CPU. Loss hyperparameters default to the NPO paper's TOFU settings (SPEC "Paper defaults");
-the optimiser's learning rate is raised for the tiny model (the paper's 1e-5 is for 7B models
-and is set by the TOFU experiment configs).
+CPU: the learning rate, epochs, β and ``c_rt`` are tuned for the tiny model (docs/builtin.md). The
+paper's settings for real models live once, in ``configs/loss/*.yaml`` and
+``configs/experiment/tofu_llama2.yaml`` (docs/definitions.md, "Paper settings").
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-
-class ConfigError(ValueError):
-    """A configuration value or key the user has to fix."""
+from unlearn.files import atomic_write_text
 
 
 @dataclass
@@ -137,7 +135,7 @@ class ReferenceConfig:
 class OptimConfig:
     lr: float = 2e-4
     weight_decay: float = 0.01
-    warmup_epochs: float = 1.0  # linear warm-up, then linear decay to zero (SPEC)
+    warmup_epochs: float = 1.0  # linear warm-up, then linear decay to zero (docs/definitions.md, "Optimiser")
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None
 
@@ -222,4 +220,5 @@ def to_yaml(cfg: Config) -> str:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(to_yaml(cfg))
+    """Write ``config.yaml`` whole or not at all (a resume compares against it)."""
+    atomic_write_text(path, to_yaml(cfg))

@@ -16,7 +16,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from unlearn.config.schema import Config, ConfigError
+from unlearn.config.schema import Config
+
+from unlearn.errors import ConfigError
+from unlearn.names import SELECTION_RULES
 
 DATA_SOURCES = ("builtin", "tofu", "files")
 # Lightning's accepted strings (its `_PRECISION_INPUT`), spelled out so a typo fails at load time.
@@ -63,12 +66,7 @@ RANGES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ("finetune.warmup_epochs", _non_negative, ">= 0", "use 0 for no warm-up"),
     ("run.checkpoint_every_n_steps", _optional(_at_least(1)), ">= 1 or null",
      "null checkpoints at the end of every epoch only"),
-    ("loss.beta", _optional(_positive), "> 0 or null", "NPO's inverse temperature; the paper uses 0.1"),
-    ("loss.gamma", _optional(_non_negative), ">= 0 or null", "SimNPO's reward margin; 0 is its default"),
-    ("loss.c_forget", _optional(_non_negative), ">= 0 or null", "null takes the strategy's default"),
-    ("loss.c_npo", _optional(_non_negative), ">= 0 or null", "null takes the strategy's default"),
-    ("loss.c_rt", _optional(_non_negative), ">= 0 or null", "null takes the strategy's default"),
-    ("loss.c_kl", _optional(_non_negative), ">= 0 or null", "null takes the strategy's default"),
+    # loss.* values are checked by the strategy itself (unlearn/losses), which validate() builds.
 ]
 
 
@@ -132,12 +130,26 @@ def _check_consistency(cfg: Config) -> None:
                           "data the model keeps, not the data it forgets.")
 
 
+def _check_eval(cfg: Config) -> None:
+    e = cfg.eval
+    problems = [f"eval.{name} must be >= {low}, got {value}" for name, value, low in (
+        ("every_n_epochs", e.every_n_epochs, 1), ("max_new_tokens", e.max_new_tokens, 1),
+        ("batch_size", e.batch_size, 1), ("num_logged_samples", e.num_logged_samples, 0),
+        ("max_rows", 1 if e.max_rows is None else e.max_rows, 1)) if value < low]
+    if not 0 <= e.collapse_fraction <= 1:
+        problems.append(f"eval.collapse_fraction must be between 0 and 1, got {e.collapse_fraction}")
+    if e.selection not in SELECTION_RULES:
+        problems.append(f"eval.selection must be one of {', '.join(SELECTION_RULES)}, got '{e.selection}'")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 def _check_loss(cfg: Config) -> None:
     # The loss table is the only way a config names code: an unknown name (even a dotted path such
     # as `os.system`) is rejected with the list of valid strategies.
-    from unlearn.training.fit import build_loss_from_config
+    from unlearn.losses import build_loss_from_config
 
-    build_loss_from_config(cfg)
+    build_loss_from_config(cfg.loss)
 
 
 def validate(cfg: Config) -> Config:
@@ -155,5 +167,6 @@ def validate(cfg: Config) -> Config:
     _check_ranges(cfg)
     _check_choices(cfg)
     _check_consistency(cfg)
+    _check_eval(cfg)
     _check_loss(cfg)
     return cfg

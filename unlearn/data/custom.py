@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from unlearn.data.formatting import TokenizedExample
-from unlearn.data.sources import DataError, validate_rows
+from unlearn.data.sources import validate_rows
+from unlearn.errors import DataError
 
 FORMATS = ("qa", "text")
 READERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}

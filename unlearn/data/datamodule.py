@@ -1,13 +1,14 @@
 """The unlearning data module: forget examples paired with retain and "I don't know" examples.
 
 Each training item is one forget example plus, when the loss uses them, a retain example and the
-forget question answered with a refusal. SPEC allows any pairing that is reproducible from the
-seed (the reference code derives the retain item from the forget index, open-unlearning draws it
-at random). A fixed pairing would only ever show the retain term ``len(forget)`` retain examples,
-and the rest of the retain set drifts; so forget item ``i`` in epoch ``e`` takes the retain
-example at position ``e * len(forget) + i`` of one seeded permutation of the retain set, which
-walks through every retain example before any repeats. In training the epoch travels with each
-index from the sampler (``unlearn.data.sampling``); ``set_epoch`` serves direct indexing.
+forget question answered with a refusal. Any pairing that is reproducible from the seed
+will do (docs/definitions.md, "Losses"): the reference code derives the retain item from the
+forget index, open-unlearning draws it at random. A fixed pairing would only ever show the
+retain term ``len(forget)`` retain examples, and the rest of the retain set drifts; so forget
+item ``i`` in epoch ``e`` takes the retain example at position ``e * len(forget) + i`` of one
+seeded permutation of the retain set, which walks through every retain example before any
+repeats. In training the epoch travels with each index from the sampler
+(``unlearn.data.sampling``); ``set_epoch`` serves direct indexing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from unlearn.data.formatting import PromptFormat, TokenizedExample, collate, tokenize_qa
 from unlearn.data.sampling import EpochSampler, ResumableDataLoader
-from unlearn.data.sources import DataError
+from unlearn.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The prompt and the answer are tokenised separately and concatenated, so the boundary between
 masked prompt tokens and answer labels is exact for every tokenizer. Labels cover the answer
-tokens and one closing EOS (SPEC "Notation"); everything else is ``-100``. The EOS label is
+tokens and one closing EOS (docs/definitions.md, "Notation"); everything else is ``-100``. The EOS label is
 written explicitly rather than derived from ``input_ids != pad``, so padding with the EOS token
 never hides the real EOS.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from unlearn.data.sources import DataError
+from unlearn.errors import DataError
 
 IGNORE_INDEX = -100
 PROMPT_FORMATS = ("plain", "llama2", "chat_template")

@@ -7,22 +7,20 @@ the same layout.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 from dataclasses import asdict
 from pathlib import Path
 
+from unlearn.errors import DataError
+from unlearn.identity import short_hash, stable_json
+
 QA_FIELDS = ("question", "answer")
 PERTURBED_FIELDS = ("question", "answer", "paraphrased_answer", "perturbed_answer")
 GENERAL_PERTURBED_FIELDS = ("question", "answer", "perturbed_answer")
 
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """A dataset is missing, empty or lacks a field the run needs."""
 
 
 def retain_split_for(forget_split: str) -> str:
@@ -170,9 +168,10 @@ def _lines(path: Path) -> list[str]:
 
 def builtin_benchmark_dir(cache_dir: str | Path, spec) -> Path:
     """The cached folder of the generated benchmark for ``spec``, written on first use."""
-    from unlearn.data.synthetic import generate_benchmark, write_benchmark
+    from unlearn.data.benchmark_files import write_benchmark
+    from unlearn.data.synthetic import generate_benchmark
 
-    key = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
+    key = short_hash(stable_json(asdict(spec)), length=12)  # unchanged since the first release: caches stay valid
     folder = Path(cache_dir).expanduser() / "benchmarks" / f"builtin-{key}"
     if not (folder / "full.json").is_file():
         write_benchmark(folder, generate_benchmark(spec))

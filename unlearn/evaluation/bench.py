@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 
 
 def evaluation_throughput(device: str = "cpu", rows: int = 40, max_new_tokens: int = 32, batch_size: int = 32) -> str:
@@ -18,7 +17,8 @@ def evaluation_throughput(device: str = "cpu", rows: int = 40, max_new_tokens: i
     import tempfile
     from pathlib import Path
 
-    from unlearn.data.synthetic import BenchmarkSpec, generate_benchmark, write_benchmark
+    from unlearn.data.benchmark_files import write_benchmark
+    from unlearn.data.synthetic import BenchmarkSpec, generate_benchmark
     from unlearn.evaluation.evaluator import TofuEvaluator
     from unlearn.evaluation.naive import naive_evaluate
     from unlearn.training.finetune import benchmark_texts

@@ -1,53 +1,36 @@
 """Stored evaluation results of retain models, so forget quality needs each retain model run once.
 
-A result is keyed by everything that could change it: the model's path and a fingerprint of its
-weight files (names, sizes, modification times), the tokenizer's vocabulary, the benchmark rows,
-and the evaluation settings (prompt format, lengths). Retraining a model in place changes the
-fingerprint, so a stale result is never reused.
+A result is keyed by everything that could change it: the model's identity
+(:func:`unlearn.identity.model_identity`: its path and the names, sizes and modification times of
+its weight and config files, or a hub id's cached revision), the tokenizer's vocabulary, the
+benchmark rows, and the evaluation settings (prompt format, lengths). Retraining a model in place
+changes the identity, so a stale result is never reused.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 from unlearn.evaluation.results import EvalResult
+from unlearn.files import atomic_write_text
+from unlearn.identity import model_identity, short_hash, stable_json
 
 log = logging.getLogger(__name__)
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json")
-
-
-def weights_fingerprint(model_path: str | Path) -> str:
-    """A local folder: names, sizes and modification times of its weight and config files.
-
-    A hub id: the commit of the locally cached snapshot when there is one, else the id itself.
-    """
-    folder = Path(model_path).expanduser()
-    if folder.is_dir():
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-        return json.dumps([(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(str(model_path), local_files_only=True)).name
-    except Exception:  # not cached locally, or not a hub id: the id is all there is to go on
-        return str(model_path)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    vocab = sorted(tokenizer.get_vocab().items())
-    return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()[:16]
+    return short_hash(stable_json(sorted(tokenizer.get_vocab().items())))
 
 
 def result_path(cache_dir: str | Path, model_path: str | Path, settings: dict) -> Path:
-    """Where the result of ``model_path`` under evaluation ``settings`` is stored."""
-    resolved = Path(model_path).expanduser()
-    name = str(resolved.resolve()) if resolved.exists() else str(model_path)
-    key = json.dumps({"model": name, "weights": weights_fingerprint(model_path), "settings": settings}, sort_keys=True)
-    return Path(cache_dir).expanduser() / "eval" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    """Where the result of ``model_path`` under evaluation ``settings`` is stored.
+
+    Keyed by :func:`unlearn.identity.model_identity` (the same identity as the reference cache).
+    """
+    key = short_hash(stable_json({"model": model_identity(model_path), "settings": settings}))
+    return Path(cache_dir).expanduser() / "eval" / f"{key}.json"
 
 
 def load_result(path: Path) -> EvalResult | None:
@@ -63,7 +46,4 @@ def load_result(path: Path) -> EvalResult | None:
 
 def store_result(path: Path, result: EvalResult) -> None:
     """Write atomically: concurrent ranks or runs never read a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(result.to_dict()))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(result.to_dict()))

@@ -11,8 +11,6 @@ and puts them back in row order, so every rank ends with the same result as a si
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from unlearn.evaluation.cache import tokenizer_fingerprint
 from unlearn.evaluation.generation import greedy_generate
 from unlearn.evaluation.metrics import rouge_l_recall
 from unlearn.evaluation.results import AUTHOR_SPLITS, SPLITS, EvalResult, SplitResult
+from unlearn.identity import short_hash, stable_json
 from unlearn.models.scoring import score_examples
 
 
@@ -51,7 +50,7 @@ def load_eval_splits(source: str | Path, forget_split: str, max_rows: int | None
 
 def benchmark_fingerprint(splits: dict[str, list[dict]]) -> str:
     """A short hash of every row the evaluation reads."""
-    return hashlib.sha256(json.dumps(splits, sort_keys=True).encode()).hexdigest()[:16]
+    return short_hash(stable_json(splits))
 
 
 def shard(order: list[int], rank: int, world_size: int) -> list[int]:

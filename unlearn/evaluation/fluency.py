@@ -2,7 +2,8 @@
 
 The NPO paper's third finding is that gradient ascent's answers turn to gibberish while NPO's
 stay sensible. Two cheap measures of the generations the evaluator already makes put a number
-on it; neither enters model utility (SPEC: utility is the harmonic mean of exactly 9 numbers).
+on it; neither enters model utility, the harmonic mean of exactly 9 numbers (docs/definitions.md,
+"TOFU metrics").
 
 - **distinct-2** (Li et al., 2016, "A Diversity-Promoting Objective Function for Neural
   Conversation Models"): per generation, unique word bigrams / all word bigrams, averaged over
@@ -21,8 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+
 WORD = re.compile(r"\w+|[^\w\s]")
-FLUENCY_FIGURES = ("distinct_2", "repetition")
 
 
 def words(text: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from unlearn.data.formatting import collate_prompts
+from unlearn.models.modes import eval_mode
 
 
 @torch.no_grad()
@@ -24,16 +25,15 @@ def greedy_generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: 
     kwargs = {"do_sample": False, "max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
     if getattr(model.generation_config, "eos_token_id", None) is None:
         kwargs["eos_token_id"] = tokenizer.eos_token_id  # chat models keep their own list of stop tokens
-    was_training = model.training
-    model.eval()
     texts: list[str] = [""] * len(prompts)
-    for start in range(0, len(order), batch_size):
-        ids = order[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in collate_prompts([prompts[i] for i in ids], tokenizer.pad_token_id).items()}
-        # Sampling settings a checkpoint ships (temperature, top_p) mean nothing for greedy decoding.
-        out = model.generate(**batch, **kwargs, temperature=None, top_p=None, top_k=None)
-        decoded = tokenizer.batch_decode(out[:, batch["input_ids"].size(1):], skip_special_tokens=True)
-        for i, text in zip(ids, decoded):
-            texts[i] = text.strip()
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            ids = order[start:start + batch_size]
+            batch = {k: v.to(device)
+                     for k, v in collate_prompts([prompts[i] for i in ids], tokenizer.pad_token_id).items()}
+            # Sampling settings a checkpoint ships (temperature, top_p) mean nothing for greedy decoding.
+            out = model.generate(**batch, **kwargs, temperature=None, top_p=None, top_k=None)
+            decoded = tokenizer.batch_decode(out[:, batch["input_ids"].size(1):], skip_special_tokens=True)
+            for i, text in zip(ids, decoded):
+                texts[i] = text.strip()
     return texts

@@ -1,7 +1,8 @@
 """``python -m unlearn eval``: TOFU's metrics for any causal LM, against a retain model's stored results.
 
-One function per job (``evaluate(cfg)``), separate from argument parsing. ``fit`` uses the
-helpers here too: the same evaluator, and the same stored retain results.
+One function per job (``evaluate(cfg)``), separate from argument parsing. ``fit`` composes the
+helpers here too (the same evaluator, the same stored retain results); they take plain values,
+not the config.
 """
 
 from __future__ import annotations
@@ -11,18 +12,22 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from unlearn.config.schema import Config, ConfigError
+from unlearn.config.schema import Config, EvalConfig, ModelConfig, RunConfig
+from unlearn.errors import ConfigError, RunFolderError
 from unlearn.evaluation import EvalResult, TofuEvaluator, format_table, load_eval_splits
 from unlearn.evaluation.cache import load_result, result_path, store_result
+from unlearn.files import atomic_write_text
 from unlearn.models.loading import load_model, load_tokenizer
+from unlearn.training.assets import resolve_assets
 
 log = logging.getLogger(__name__)
-SELECTION_RULES = ("forget_quality", "model_utility", "last")
 
 
 # Why neither fit nor eval runs TOFU's evaluation on data.source=files.
@@ -30,37 +35,24 @@ NO_TOFU_SPLITS = ("TOFU's metrics need its perturbed answers and its real-author
                   "your own files (data.source=files) do not have.")
 
 
-def check_eval_config(cfg: Config) -> None:
-    """Fail on a bad ``eval.*`` value before any slow work."""
-    e = cfg.eval
-    problems = [f"eval.{name} must be >= {low}, got {value}" for name, value, low in (
-        ("every_n_epochs", e.every_n_epochs, 1), ("max_new_tokens", e.max_new_tokens, 1),
-        ("batch_size", e.batch_size, 1), ("num_logged_samples", e.num_logged_samples, 0),
-        ("max_rows", 1 if e.max_rows is None else e.max_rows, 1)) if value < low]
-    if not 0 <= e.collapse_fraction <= 1:
-        problems.append(f"eval.collapse_fraction must be between 0 and 1, got {e.collapse_fraction}")
-    if e.selection not in SELECTION_RULES:
-        problems.append(f"eval.selection must be one of {', '.join(SELECTION_RULES)}, got '{e.selection}'")
-    if problems:
-        raise ConfigError("; ".join(problems))
-
-
-def evaluation_device(cfg: Config) -> torch.device:
-    """The GPU of this process (``LOCAL_RANK``) when there is one and the run may use it, else the CPU."""
-    if cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+def evaluation_device(accelerator: str) -> torch.device:
+    """The GPU of this process (``LOCAL_RANK``) when there is one and ``accelerator`` allows it, else the CPU."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
 
 
-def build_evaluator(cfg: Config, source, tokenizer) -> TofuEvaluator:
-    splits = load_eval_splits(source, cfg.data.forget_split, cfg.eval.max_rows)
-    return TofuEvaluator(tokenizer, splits, cfg.model.prompt_format, cfg.data.max_length,
-                         cfg.eval.max_new_tokens, cfg.eval.batch_size)
+def build_evaluator(source, forget_split: str, tokenizer, prompt_format: str, max_length: int,
+                    settings: EvalConfig) -> TofuEvaluator:
+    """The TOFU evaluator over ``source``'s evaluation splits for ``forget_split`` (``eval.*`` in ``settings``)."""
+    splits = load_eval_splits(source, forget_split, settings.max_rows)
+    return TofuEvaluator(tokenizer, splits, prompt_format, max_length, settings.max_new_tokens, settings.batch_size)
 
 
-def evaluate_model(cfg: Config, model_path: str, evaluator: TofuEvaluator, device: torch.device) -> EvalResult:
-    """Load ``model_path``, evaluate it on ``device``, free it."""
-    model = load_model(model_path, cfg.model.dtype, cfg.model.trust_remote_code, cfg.model.attn_implementation)
+def evaluate_model(load_model: Callable[[str], object], model_path: str, evaluator: TofuEvaluator,
+                   device: torch.device) -> EvalResult:
+    """Load ``model_path`` with ``load_model``, evaluate it on ``device``, free it."""
+    model = load_model(model_path)
     result = evaluator(model.to(device), rank=0, world_size=1)
     del model
     if device.type == "cuda":
@@ -69,8 +61,8 @@ def evaluate_model(cfg: Config, model_path: str, evaluator: TofuEvaluator, devic
     return result
 
 
-def retain_results(cfg: Config, retain_path: str | None, evaluator: TofuEvaluator,
-                   device: torch.device) -> EvalResult | None:
+def retain_results(retain_path: str | None, evaluator: TofuEvaluator, device: torch.device, cache_dir: str,
+                   dtype: str, load_model: Callable[[str], object]) -> EvalResult | None:
     """The retain model's results: stored ones when they match, else evaluated now and stored.
 
     Returns:
@@ -78,26 +70,25 @@ def retain_results(cfg: Config, retain_path: str | None, evaluator: TofuEvaluato
     """
     if retain_path is None:
         return None
-    path = result_path(cfg.run.cache_dir, retain_path, {**evaluator.settings, "dtype": cfg.model.dtype})
+    path = result_path(cache_dir, retain_path, {**evaluator.settings, "dtype": dtype})
     cached = load_result(path)
     if cached is not None:
         log.info("Reusing the retain model's evaluation from %s", path)
         return cached
     log.info("Evaluating the retain model %s (stored in %s for later runs)", retain_path, path)
-    result = evaluate_model(cfg, retain_path, evaluator, device)
+    result = evaluate_model(load_model, retain_path, evaluator, device)
     result.compare_with_retain(result)
     store_result(path, result)
     return result
 
 
-def builtin_retain_path(cfg: Config) -> str | None:
-    """The retain model of the built-in benchmark (trained and cached on first use)."""
-    from unlearn.training.fit import resolve_assets
+def model_loader(model: ModelConfig) -> Callable[[str], object]:
+    """``load(path)`` with the run's dtype, remote-code and attention settings."""
+    return partial(load_model, dtype=model.dtype, trust_remote_code=model.trust_remote_code,
+                   attn_implementation=model.attn_implementation)
 
-    return resolve_assets(replace(cfg, model=replace(cfg.model, path=None))).retain
 
-
-def output_folder(cfg: Config, model_path: str, out: str | Path | None) -> Path:
+def output_folder(run: RunConfig, model_path: str, out: str | Path | None) -> Path:
     """``out``, or ``<run.output_dir>/eval_<name>``: ``run.name``, else the model's folder (the run's, for ``<run>/model``).
 
     An existing non-empty folder needs ``run.overwrite=true``.
@@ -105,13 +96,13 @@ def output_folder(cfg: Config, model_path: str, out: str | Path | None) -> Path:
     if out is None:
         path = Path(str(model_path).rstrip("/"))
         # A run's model lives in <run>/model: name the evaluation after the run.
-        name = cfg.run.name or (path.parent.name if path.name == "model" and path.parent.name else path.name)
+        name = run.name or (path.parent.name if path.name == "model" and path.parent.name else path.name)
         safe = re.sub(r"[^\w.-]+", "_", name or str(model_path))
-        out = Path(cfg.run.output_dir).expanduser() / f"eval_{safe}"
+        out = Path(run.output_dir).expanduser() / f"eval_{safe}"
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        if not cfg.run.overwrite:
-            raise FileExistsError(f"Output folder {out} already exists and is not empty. Choose another --out "
+        if not run.overwrite:
+            raise RunFolderError(f"Output folder {out} already exists and is not empty. Choose another --out "
                                   "or run.name, or pass run.overwrite=true to replace it.")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,9 +118,6 @@ def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None 
     Returns:
         What ``eval.json`` holds: the summary, per-question values, the retain model's summary.
     """
-    from unlearn.training.fit import resolve_assets
-
-    check_eval_config(cfg)
     if cfg.data.source == "files":
         raise ConfigError(f"python -m unlearn eval computes TOFU's metrics. {NO_TOFU_SPLITS} Point it at a "
                           "TOFU-format benchmark instead (data.source=tofu with data.path, or the built-in one); "
@@ -139,24 +127,25 @@ def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None 
     assets = resolve_assets(cfg)
     model_path = str(assets.target)
     retain_path = cfg.model.retain_path or assets.retain
-    if retain_path is None and cfg.data.source == "builtin":
-        retain_path = builtin_retain_path(cfg)
-    out = output_folder(cfg, model_path, out)
+    if retain_path is None and cfg.data.source == "builtin":  # the built-in retain model (trained on first use)
+        retain_path = resolve_assets(replace(cfg, model=replace(cfg.model, path=None))).retain
+    out = output_folder(cfg.run, model_path, out)
 
     tokenizer = load_tokenizer(cfg.model.tokenizer or model_path, cfg.model.trust_remote_code)
-    evaluator = build_evaluator(cfg, assets.source, tokenizer)
-    device = evaluation_device(cfg)
-    retain = retain_results(cfg, retain_path, evaluator, device)
+    evaluator = build_evaluator(assets.source, cfg.data.forget_split, tokenizer, cfg.model.prompt_format,
+                                cfg.data.max_length, cfg.eval)
+    device, load = evaluation_device(cfg.trainer.accelerator), model_loader(cfg.model)
+    retain = retain_results(retain_path, evaluator, device, cfg.run.cache_dir, cfg.model.dtype, load)
     if retain is not None and Path(retain_path).expanduser().resolve() == Path(model_path).expanduser().resolve():
         result = retain  # the retain model itself: forget quality 1.0 by definition of the test
     else:
-        result = evaluate_model(cfg, model_path, evaluator, device).compare_with_retain(retain)
+        result = evaluate_model(load, model_path, evaluator, device).compare_with_retain(retain)
     result.info.update(model=model_path, retain_model=retain_path)
 
     report = result.to_dict()
     report["retain_summary"] = None if retain is None else retain.summary()
-    (out / "eval.json").write_text(json.dumps(report, indent=1))
-    (out / "eval.md").write_text(format_report(result, retain))
+    atomic_write_text(out / "eval.json", json.dumps(report, indent=1))
+    atomic_write_text(out / "eval.md", format_report(result, retain))
     print(format_report(result, retain))
     print(f"\nWrote {out / 'eval.json'} and {out / 'eval.md'}")
     return report

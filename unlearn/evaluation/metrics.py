@@ -1,4 +1,4 @@
-"""TOFU's metrics as pure functions of per-question numbers (SPEC "TOFU metrics").
+"""TOFU's metrics as pure functions of per-question numbers (docs/definitions.md, "TOFU metrics").
 
 Every function here takes per-question arrays and no model, so each formula can be checked by
 hand. The inputs are per-token answer NLLs, ``NLLbar = NLL / |a|`` (see :mod:`unlearn.models.scoring`):
@@ -101,8 +101,8 @@ def forget_quality(ratios: np.ndarray, retain_ratios: np.ndarray | None) -> tupl
         retain_ratios: The same for the retain model, or ``None`` when no retain model was evaluated.
 
     Returns:
-        ``(p_value, None)``, or ``(None, reason)`` when the number is undefined: SPEC forbids
-        reporting a made-up value.
+        ``(p_value, None)``, or ``(None, reason)`` when the number is undefined: a made-up value is
+        never reported (docs/definitions.md, "TOFU metrics").
     """
     if retain_ratios is None:
         return None, ("no retain model results: forget quality compares against a model trained without "

@@ -7,32 +7,31 @@ the questions behind it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from unlearn.evaluation import metrics
-from unlearn.evaluation.fluency import FLUENCY_FIGURES, fluency
+from unlearn.evaluation.fluency import fluency
+from unlearn.names import (
+    FIGURES,
+    FLUENCY_KEYS,
+    FORGET_QUALITY,
+    MODEL_UTILITY,
+    SPLITS,
+    SUMMARY_KEYS,
+    format_number,
+    metric_key,
+)
 
-SPLITS = ("forget", "retain", "real_authors", "world_facts")
 UTILITY_SPLITS = ("retain", "real_authors", "world_facts")
 AUTHOR_SPLITS = ("forget", "retain")  # truth-ratio base: the paraphrased answer
-FIGURES = ("probability", "rouge_l", "truth_ratio")
 SPLIT_TITLES = {"forget": "Forget", "retain": "Retain", "real_authors": "Real authors", "world_facts": "World facts"}
 FIGURE_TITLES = {"probability": "probability", "rouge_l": "ROUGE-L", "truth_ratio": "truth ratio"}
-
-
-def metric_key(split: str, figure: str) -> str:
-    """Namespaced key of a split figure: ``forget/probability``, ``utility/retain_rouge_l``..."""
-    return f"forget/{figure}" if split == "forget" else f"utility/{split}_{figure}"
-
-
-SUMMARY_KEYS = ("forget/forget_quality", "utility/model_utility",
-                *(metric_key(split, figure) for split in SPLITS for figure in FIGURES))
-# Fluency of the greedy generations (``forget/distinct_2``, ``utility/retain_repetition``...): reported
-# beside the summary, never part of model utility.
-FLUENCY_KEYS = tuple(metric_key(split, figure) for split in SPLITS for figure in FLUENCY_FIGURES)
+# SPLITS, FIGURES, metric_key, SUMMARY_KEYS and FLUENCY_KEYS live in unlearn.names (torch-free) and are
+# re-exported here for the evaluation's users.
+__all__ = ["AUTHOR_SPLITS", "FIGURES", "FIGURE_TITLES", "FLUENCY_KEYS", "SPLITS", "SPLIT_TITLES", "SUMMARY_KEYS",
+           "UTILITY_SPLITS", "EvalResult", "SplitResult", "format_table", "metric_key"]
 
 
 @dataclass
@@ -67,7 +66,7 @@ class SplitResult:
 
     @property
     def truth_ratio(self) -> np.ndarray:
-        """Per question ``R_i`` (SPEC), before the split's min/max reduction."""
+        """Per question ``R_i`` (docs/definitions.md, "TOFU metrics"), before the split's min/max reduction."""
         return metrics.truth_ratio(self.base_nll, self.perturbed_nll)
 
     def figures(self) -> dict[str, float]:
@@ -115,7 +114,7 @@ class EvalResult:
 
     def summary(self) -> dict[str, float | None]:
         """The 14 numbers, keyed as logged: ``forget/forget_quality``, ``utility/model_utility``, then 12 figures."""
-        out = {"forget/forget_quality": self.forget_quality, "utility/model_utility": self.model_utility}
+        out = {FORGET_QUALITY: self.forget_quality, MODEL_UTILITY: self.model_utility}
         for split in SPLITS:
             for figure, value in self.splits[split].figures().items():
                 out[metric_key(split, figure)] = value
@@ -134,25 +133,17 @@ class EvalResult:
     @classmethod
     def from_dict(cls, data: dict) -> EvalResult:
         splits = {name: SplitResult.from_dict(name, values) for name, values in data["per_question"].items()}
-        return cls(splits, data["summary"]["forget/forget_quality"], data.get("forget_quality_reason"),
+        return cls(splits, data["summary"][FORGET_QUALITY], data.get("forget_quality_reason"),
                    data.get("info", {}))
-
-
-def _cell(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.3g}" if 0 < abs(value) < 1e-3 else f"{value:.3f}"
 
 
 def format_table(columns: dict[str, dict[str, float | None]]) -> str:
     """A markdown table: one row per summary key, one column per model (``{"target": summary, ...}``)."""
     names = list(columns)
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    rows = [("forget quality", "forget/forget_quality"), ("model utility", "utility/model_utility")]
+    rows = [("forget quality", FORGET_QUALITY), ("model utility", MODEL_UTILITY)]
     rows += [(f"{SPLIT_TITLES[split]} {FIGURE_TITLES[figure]}", metric_key(split, figure))
              for split in SPLITS for figure in FIGURES]
     for title, key in rows:
-        lines.append(f"| {title} | " + " | ".join(_cell(columns[name].get(key)) for name in names) + " |")
+        lines.append(f"| {title} | " + " | ".join(format_number(columns[name].get(key)) for name in names) + " |")
     return "\n".join(lines)

@@ -1,9 +1,7 @@
-"""Evaluation inside ``fit``: the callbacks, the choice of the run's model, and the summary table.
+"""Evaluation inside ``fit``: the callbacks, what they found, and the choice of the run's model.
 
-The summary compares three models on SPEC's 14 numbers: the *target* (the epoch-0 evaluation,
-before any update), the *retain* model (stored results, see :mod:`unlearn.evaluation.cache`) and
-the *unlearned* model (the epoch that :class:`~unlearn.callbacks.selection.BestEpochSelection`
-chose, which is the epoch saved as ``<run>/model``).
+:func:`unlearn.reporting.summary.format_fit_summary` turns :meth:`FitEvaluation.summary` into the
+target / retain / unlearned table.
 """
 
 from __future__ import annotations
@@ -14,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from unlearn.config.schema import Config, ConfigError
-from unlearn.evaluation.results import SUMMARY_KEYS, EvalResult, format_table
+
+from unlearn.errors import ConfigError
+from unlearn.evaluation.results import SUMMARY_KEYS, EvalResult
+from unlearn.files import install_folder, recover_folder
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,11 @@ class FitEvaluation:
         """Make ``model_dir`` the selected epoch's model: the stored best weights, or ``policy``'s."""
         saved = self.selection.save_dir
         if self.has_selected_weights():
+            recover_folder(saved)  # a crash inside the selection's swap leaves the last good copy aside
             if not saved.is_dir():
                 raise FileNotFoundError(f"The selected epoch's weights should be in {saved}, which is missing; "
                                         "was the run folder changed during training?")
-            shutil.rmtree(model_dir, ignore_errors=True)
-            saved.rename(model_dir)
+            install_folder(saved, model_dir, replace=True)  # a model_dir already there stays whole until swapped
         else:
             save_model(policy, tokenizer, model_dir)
             if saved is not None:
@@ -90,41 +90,27 @@ def _numbers(record: dict) -> dict:
     return {key: record[key] for key in SUMMARY_KEYS}
 
 
-def setup_fit_evaluation(cfg: Config, assets, tokenizer, run_dir: Path) -> FitEvaluation | None:
-    """The callbacks for ``cfg.eval`` (None when ``eval.enabled=false``); evaluates the retain model if not stored."""
-    from unlearn.evaluation.job import build_evaluator, check_eval_config, evaluation_device, retain_results
-    from unlearn.training.fit import save_model
+def setup_fit_evaluation(evaluator, retain: EvalResult | None, every_n_epochs: int, num_logged_samples: int,
+                         rule: str, collapse_fraction: float, save_dir: Path,
+                         save_model: Callable[[object, Path], None]) -> FitEvaluation:
+    """The evaluation, selection and collapse callbacks of a run, built from their settings.
 
-    if not cfg.eval.enabled:
-        return None
-    check_eval_config(cfg)
+    Args:
+        evaluator: A :class:`~unlearn.evaluation.TofuEvaluator`.
+        retain: The retain model's results (forget quality needs them), or None.
+        rule: ``eval.selection``; without a retain model ``forget_quality`` falls back to ``last``.
+        save_dir: Where the best epoch's weights are kept until the run ends.
+        save_model: ``save_model(policy, folder)`` writes a complete model folder.
+    """
     evaluation_mod, collapse_mod, selection_mod = _callbacks_module()
-    evaluator = build_evaluator(cfg, assets.source, tokenizer)
-    retain = retain_results(cfg, assets.retain, evaluator, evaluation_device(cfg))
-    rule = cfg.eval.selection
     if retain is None and rule == "forget_quality":
         log.warning("No retain model, so no forget quality: the run keeps its last epoch (eval.selection=last). "
                     "Give model.retain_path=... to select by forget quality.")
         rule = "last"
     try:
-        evaluation = evaluation_mod.TofuEvaluation(evaluator, cfg.eval.every_n_epochs, retain,
-                                                   cfg.eval.num_logged_samples)
-        selection = selection_mod.BestEpochSelection(
-            evaluation, rule, cfg.eval.collapse_fraction, run_dir / "selected",
-            lambda policy, out: save_model(policy, tokenizer, out, merge_lora=cfg.model.lora.merge))
-        collapse = collapse_mod.UtilityCollapseStopping(evaluation, cfg.eval.collapse_fraction)
+        evaluation = evaluation_mod.TofuEvaluation(evaluator, every_n_epochs, retain, num_logged_samples)
+        selection = selection_mod.BestEpochSelection(evaluation, rule, collapse_fraction, save_dir, save_model)
+        collapse = collapse_mod.UtilityCollapseStopping(evaluation, collapse_fraction)
     except ValueError as err:
         raise ConfigError(f"eval: {err}") from err
     return FitEvaluation(evaluation, selection, collapse, retain)
-
-
-def format_fit_summary(summary: dict) -> str:
-    """Markdown: the target / retain / unlearned table, the selected epoch and why, and any early stop."""
-    columns = {name: summary[name] or {} for name in ("target", "retain", "unlearned")}
-    lines = ["## Evaluation", "", format_table(columns), "",
-             f"Unlearned model = {summary['selection_reason']}."]
-    if summary["retain"] is None:
-        lines.append(f"Forget quality is unavailable: {summary['forget_quality_reason']}.")
-    if summary["stopped_epoch"] is not None:
-        lines.append(f"Stopped early: {summary['stop_reason']}.")
-    return "\n".join(lines) + "\n"

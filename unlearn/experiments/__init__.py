@@ -1,0 +1,1 @@
+"""Experiments: many runs at once (grid, sweep) and speed benchmarks."""

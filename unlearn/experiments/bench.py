@@ -59,19 +59,19 @@ PRESETS = {
 
 def build(preset: Preset, device: str, dtype: torch.dtype, seed: int = 0):
     """A Llama of the preset's shape, and a fixed pool of forget batches (prompt tokens masked)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from unlearn.data.formatting import IGNORE_INDEX
+    from unlearn.models.loading import build_tiny_llama
 
+    model = build_tiny_llama(None, preset.hidden_size, preset.num_hidden_layers, preset.num_attention_heads,
+                             preset.intermediate_size, max(512, preset.seq_len), seed=seed,
+                             vocab_size=preset.vocab_size, tie_word_embeddings=False)
+    model = model.to(device=device, dtype=dtype).train()
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=preset.vocab_size, hidden_size=preset.hidden_size,
-                         num_hidden_layers=preset.num_hidden_layers, num_attention_heads=preset.num_attention_heads,
-                         num_key_value_heads=preset.num_attention_heads, intermediate_size=preset.intermediate_size,
-                         max_position_embeddings=max(512, preset.seq_len))
-    model = LlamaForCausalLM(config).to(device=device, dtype=dtype).train()
     batches = []
     for i in range(4):
         ids = torch.randint(3, preset.vocab_size, (preset.batch_size, preset.seq_len), device=device)
         labels = ids.clone()
-        labels[:, : preset.seq_len - preset.answer_len] = -100
+        labels[:, : preset.seq_len - preset.answer_len] = IGNORE_INDEX
         index = torch.arange(i * preset.batch_size, (i + 1) * preset.batch_size, device=device)
         batches.append({"forget": {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
                                    "index": index}})
@@ -82,6 +82,7 @@ def make_step(method: str, model, batches, device: str):
     """A closure taking one optimiser step of ``method`` on batch ``i``."""
     from unlearn.losses import build_loss
     from unlearn.losses.base import forward_logits, sequence_nll
+    from unlearn.models.modes import eval_mode
     from unlearn.reference.references import CachedReference, ModelReference
 
     if method == "ga":
@@ -91,11 +92,9 @@ def make_step(method: str, model, batches, device: str):
     else:
         # What reference.mode=cache holds after its one pass with the not-yet-updated policy.
         loss, reference = build_loss("npo", beta=0.1), CachedReference({"forget": []}, pad_token_id=0)
-        with torch.no_grad():
-            model.eval()
+        with torch.no_grad(), eval_mode(model):
             reference.table = {"forget": torch.cat([-sequence_nll(forward_logits(model, b["forget"]),
                                                                   b["forget"]["labels"]) for b in batches])}
-            model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
 
     def step(i: int) -> None:

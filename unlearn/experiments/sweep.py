@@ -1,4 +1,4 @@
-"""``python -m unlearn.experiments.sweep``: the runs behind docs/results.md (the NPO paper's findings, built-in benchmark).
+"""``python -m unlearn sweep``: the runs behind docs/results.md (the NPO paper's findings, built-in benchmark).
 
 Groups of ``fit`` runs, each run a ``python -m unlearn fit`` subprocess with its own log:
 
@@ -34,12 +34,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-STRATEGIES = ("ga", "grad_diff", "kl", "idk", "dpo", "npo", "npo_rt", "npo_kl", "simnpo")
+from unlearn.config.loading import read_config_file
+from unlearn.experiments.runs import continuation, is_finished
+from unlearn.names import BETA_LOSSES, LOSS_NAMES, format_number, metric_key
+from unlearn.names import FORGET_QUALITY as FQ
+
 SPLITS = ("forget01", "forget05", "forget10", "forget50")
 LARGE_BENCHMARK = "data.builtin.forget_percents=[1,5,10,50]"  # the default benchmark has no forget50
-BETA_STRATEGIES = ("dpo", "npo", "npo_rt", "npo_kl", "simnpo")
-PAPER_BETA = 0.1
-REPETITION = "forget/repetition"  # share of forget-set generations that loop (evaluation's fluency measure)
+# The losses that take a β (checked against the loss classes' hparam_names() when unlearn.losses is
+# imported; the sweep itself stays free of torch).
+BETA_STRATEGIES = BETA_LOSSES
+# The NPO paper's TOFU β (0.1), as configs/loss/npo.yaml holds it (its only copy); the β group gives it to
+# every strategy in BETA_STRATEGIES, SimNPO included, so that β is the one setting that differs from the default runs.
+PAPER_BETA = read_config_file("loss/npo")["loss"]["beta"]
+# Share of forget-set generations that loop (evaluation's fluency measure).
+REPETITION = metric_key("forget", "repetition")
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,7 @@ def plan(long_epochs: int = 40) -> list[Run]:
     for split in SPLITS:
         extra = (LARGE_BENCHMARK,) if split == "forget50" else ()
         runs += [Run(split, f"{split}_{loss}", (f"loss.name={loss}", f"data.forget_split={split}", *extra))
-                 for loss in STRATEGIES]
+                 for loss in LOSS_NAMES]
     for loss in ("ga", "npo"):
         runs.append(Run("long", f"long_{loss}", (f"loss.name={loss}", "data.forget_split=forget10",
                                                  f"trainer.max_epochs={long_epochs}", "eval.collapse_fraction=0",
@@ -116,7 +125,7 @@ def sweep(runs: list[Run], out: Path, common: list[str], jobs: int = 1, threads:
 
     Args:
         common: Overrides given to every run (e.g. ``run.cache_dir=/tmp/uc``).
-        configs: ``--config`` arguments of every run (e.g. ``["--config", "model/tiny"]``).
+        configs: ``--config`` arguments of every run (e.g. ``["--config", "tests/configs/tiny.yaml"]``).
         everything: The full plan: each group's comparison holds all its finished runs, not only ``runs``.
         threads: ``OMP_NUM_THREADS`` of each run; on shared cores one thread per run is fastest.
 
@@ -127,7 +136,7 @@ def sweep(runs: list[Run], out: Path, common: list[str], jobs: int = 1, threads:
     commands, env = out / "commands.txt", dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    todo = [r for r in runs if not (out / r.name / "summary.json").is_file()]
+    todo = [r for r in runs if not is_finished(out / r.name)]
     print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished; {len(todo)} to run, {jobs} at a time.")
     # Models first, one benchmark at a time, so parallel runs never train the same model.
     for benchmark in dict.fromkeys(r.benchmark for r in todo):
@@ -138,8 +147,8 @@ def sweep(runs: list[Run], out: Path, common: list[str], jobs: int = 1, threads:
 
     def one(run: Run) -> tuple[str, int]:
         start = time.time()
-        # A failed earlier attempt leaves a folder behind that fit would refuse to reuse.
-        cmd = fit_command(run, out, [*common, "run.overwrite=true"], configs)
+        # An interrupted earlier attempt continues from its checkpoint (unlearn.experiments.runs).
+        cmd = fit_command(run, out, [*common, *continuation(out / run.name)], configs)
         status = _run_logged(cmd, out / "logs" / f"{run.name}.log", env, commands)
         print(f"{run.name}: {'done' if status == 0 else f'FAILED ({status})'} in {time.time() - start:.0f} s",
               flush=True)
@@ -156,7 +165,7 @@ def collect(out: Path, groups: list[str], everything: list[Run]) -> None:
     commands = out / "commands.txt"
     for group in groups:
         finished = [out / r.name for r in everything
-                    if r.group == group and (out / r.name / "summary.json").is_file()]
+                    if r.group == group and is_finished(out / r.name)]
         if finished:
             from unlearn.reporting.compare import compare
 
@@ -178,14 +187,14 @@ def overview(out: Path, everything: list[Run], floor: float | None = None) -> st
     forget quality and model utility relative to the start. "(no β)": the strategy takes no β, so the β
     column would repeat the default run. Blank: not run (yet).
     """
-    from unlearn.reporting.compare import FQ, UTILITY_FLOOR, best_within_utility, format_number, load_run, selected_epoch
+    from unlearn.reporting.compare import UTILITY_FLOOR, best_within_utility, load_run, selected_epoch
 
     floor = UTILITY_FLOOR if floor is None else floor
     settings = list(dict.fromkeys(r.setting for r in everything if r.setting))
     cells = {}  # (strategy, setting) -> (best-within-floor cell, selected cell)
     targets = {}
     for run in everything:
-        if not run.setting or not (out / run.name / "summary.json").is_file():
+        if not run.setting or not is_finished(out / run.name):
             continue
         evaluation = load_run(out / run.name)["evaluation"]
         history = evaluation["history"]
@@ -220,7 +229,7 @@ def overview(out: Path, everything: list[Run], floor: float | None = None) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unlearn.experiments.sweep", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m unlearn sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("patterns", nargs="*", metavar="GROUP_OR_RUN",
                         help="groups (forget01, forget05, forget10, forget50, long, beta) or run names, shell patterns "
                              "allowed (e.g. 'forget50_*npo*'); default: everything")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import difflib
+from dataclasses import asdict
 from typing import Any
+
+from unlearn.config.schema import LossConfig
+from unlearn.errors import ConfigError
 
 from unlearn.losses.base import LossOutput, UnlearningLoss, sequence_nll, token_counts, token_mean_nll
 from unlearn.losses.dpo import IdkDPO
@@ -16,6 +20,7 @@ from unlearn.losses.npo_kl import NPOKL
 from unlearn.losses.npo_rt import NPORT
 from unlearn.losses.retain import RetainTerm
 from unlearn.losses.simnpo import SimNPO
+from unlearn.names import BETA_LOSSES, LOSS_NAMES
 
 LOSSES: dict[str, type[UnlearningLoss]] = {
     "ga": GradAscent,
@@ -28,6 +33,10 @@ LOSSES: dict[str, type[UnlearningLoss]] = {
     "npo_kl": NPOKL,
     "simnpo": SimNPO,
 }
+# unlearn.names holds the names torch-free (for the sweep, the grid and config checks); they must match.
+assert tuple(LOSSES) == LOSS_NAMES, f"unlearn.names.LOSS_NAMES {LOSS_NAMES} != LOSSES keys {tuple(LOSSES)}"
+assert BETA_LOSSES == tuple(name for name, cls in LOSSES.items() if "beta" in cls.hparam_names()), \
+    "unlearn.names.BETA_LOSSES must list the strategies whose hparam_names() include beta, in LOSSES order"
 
 
 def build_loss(name: str, **hparams: Any) -> UnlearningLoss:
@@ -57,6 +66,28 @@ def build_loss(name: str, **hparams: Any) -> UnlearningLoss:
     return cls(**hparams)
 
 
+def build_loss_from_config(loss: LossConfig) -> UnlearningLoss:
+    """The strategy that ``loss.*`` describes (see ``LossConfig`` for which hyperparameters reach it).
+
+    None takes the strategy's own default; a value left at the typed default goes only to
+    strategies that accept it; a changed value the strategy does not accept is an error.
+
+    Raises:
+        ConfigError: an unknown strategy or hyperparameter, or a value out of range.
+    """
+    defaults = asdict(LossConfig())
+    accepted = set(LOSSES[loss.name].hparam_names()) if loss.name in LOSSES else set()
+    params = {k: v for k, v in asdict(loss).items()
+              if k != "name" and v is not None and (k in accepted or v != defaults[k])}
+    try:
+        return build_loss(loss.name, **params)
+    except (ValueError, TypeError) as err:
+        text = str(err)
+        # "beta must be > 0, got 0.0" names its key: say it as the user wrote it.
+        named = text.split(" ", 1)[0] in accepted
+        raise ConfigError(f"loss.{text} (loss.name={loss.name})" if named else f"loss: {text}") from err
+
+
 __all__ = [
     "LOSSES",
     "GradAscent",
@@ -72,6 +103,7 @@ __all__ = [
     "SimNPO",
     "UnlearningLoss",
     "build_loss",
+    "build_loss_from_config",
     "sequence_nll",
     "token_counts",
     "token_mean_nll",

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
+from unlearn.data.formatting import IGNORE_INDEX
+
 if TYPE_CHECKING:
     from unlearn.reference.references import Reference
-
-IGNORE_INDEX = -100
 
 
 def _shifted(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -174,11 +174,6 @@ class UnlearningLoss:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
         return f"{type(self).__name__}({args})"
-
-    def _adopt_retain_flags(self, retain: Any) -> None:
-        """Take ``uses_retain`` / ``needs_reference_logits`` from the retain component."""
-        self.uses_retain = retain.uses_retain
-        self.needs_reference_logits = retain.needs_reference_logits
 
 
 def require_reference(reference: Any, strategy: str) -> Any:

@@ -21,13 +21,12 @@ from torch import Tensor
 from unlearn.losses.base import (
     LossOutput,
     UnlearningLoss,
-    check_non_negative,
     check_positive,
     forward_logits,
     require_reference,
     sequence_nll,
 )
-from unlearn.losses.retain import select_retain_term
+from unlearn.losses.retain import attach_retain_term
 
 if TYPE_CHECKING:
     from unlearn.reference.references import Reference
@@ -59,12 +58,7 @@ class IdkDPO(UnlearningLoss):
         kl_mask: str = "answer",
     ) -> None:
         self.beta = check_positive("beta", beta)
-        self.c_rt = check_non_negative("c_rt", c_rt)
-        self.c_kl = check_non_negative("c_kl", c_kl)
-        self.retain_term = select_retain_term(retain, self.c_rt, self.c_kl, kl_mask)
-        self.retain = self.retain_term.kind
-        self.kl_mask = self.retain_term.kl_mask
-        self._adopt_retain_flags(self.retain_term)
+        attach_retain_term(self, retain, c_rt, c_kl, kl_mask)
 
     def __call__(
         self, policy: Any, batch: dict[str, dict[str, Tensor]], reference: Reference | None

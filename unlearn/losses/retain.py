@@ -123,3 +123,17 @@ def select_retain_term(retain: str, c_rt: float, c_kl: float, kl_mask: str) -> R
     kind = check_choice("retain", retain, RETAIN_KINDS)
     coeff = {"nll": c_rt, "kl": c_kl, "none": 0.0}[kind]
     return RetainTerm(kind, coeff, kl_mask)
+
+
+def attach_retain_term(loss: Any, retain: str, c_rt: float, c_kl: float, kl_mask: str) -> None:
+    """Give ``loss`` a selectable retain term (``none``, ``nll`` or ``kl``) and the flags it brings.
+
+    Sets ``c_rt``, ``c_kl``, ``retain_term``, ``retain`` and ``kl_mask`` on ``loss``, and takes its
+    ``uses_retain`` / ``needs_reference_logits`` from the term (DPO and SimNPO use this).
+    """
+    loss.c_rt = check_non_negative("c_rt", c_rt)
+    loss.c_kl = check_non_negative("c_kl", c_kl)
+    loss.retain_term = select_retain_term(retain, loss.c_rt, loss.c_kl, kl_mask)
+    loss.retain, loss.kl_mask = loss.retain_term.kind, loss.retain_term.kl_mask
+    loss.uses_retain = loss.retain_term.uses_retain
+    loss.needs_reference_logits = loss.retain_term.needs_reference_logits

@@ -1,0 +1,1 @@
+"""Models: loading, the built-in tiny Llama, LoRA, the policy, scoring and saving."""

@@ -10,13 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from unlearn.errors import ModelLoadError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BOS, EOS = "<s>", "</s>"
-
-
-class ModelLoadError(RuntimeError):
-    """A model or tokenizer could not be loaded from the given path or hub id."""
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -32,7 +29,7 @@ def _explain(path: str, what: str, err: Exception) -> ModelLoadError:
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
-    """A tokenizer with a pad token: EOS doubles as pad when the tokenizer has none (SPEC)."""
+    """A tokenizer with a pad token: EOS doubles as pad when it has none (docs/definitions.md, "Notation")."""
     from transformers import AutoTokenizer
 
     try:
@@ -80,16 +77,30 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS)
 
 
-def build_tiny_llama(tokenizer, hidden_size: int = 128, num_hidden_layers: int = 4, num_attention_heads: int = 4,
-                     intermediate_size: int = 256, max_position_embeddings: int = 512, seed: int = 0):
-    """A freshly initialised small ``LlamaForCausalLM`` sized to ``tokenizer``."""
+def build_tiny_llama(tokenizer=None, hidden_size: int = 128, num_hidden_layers: int = 4, num_attention_heads: int = 4,
+                     intermediate_size: int = 256, max_position_embeddings: int = 512, seed: int = 0, **overrides):
+    """A freshly initialised small ``LlamaForCausalLM`` sized to ``tokenizer``, its weights drawn from ``seed``.
+
+    The global random state is left as it was. Embeddings are tied.
+
+    Args:
+        tokenizer: Gives the vocabulary size and the BOS/EOS ids (EOS also pads); None: pass ``vocab_size``.
+        **overrides: Further ``LlamaConfig`` fields, applied last (``vocab_size=``, ``attention_dropout=``,
+            ``tie_word_embeddings=False``...).
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
-                         num_attention_heads=num_attention_heads, num_key_value_heads=num_attention_heads,
-                         intermediate_size=intermediate_size, max_position_embeddings=max_position_embeddings,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    settings = dict(hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                    num_attention_heads=num_attention_heads, num_key_value_heads=num_attention_heads,
+                    intermediate_size=intermediate_size, max_position_embeddings=max_position_embeddings,
+                    tie_word_embeddings=True)
+    if tokenizer is not None:
+        settings.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+    settings.update(overrides)
+    if "vocab_size" not in settings:
+        raise TypeError("build_tiny_llama needs a tokenizer or vocab_size=")
+    config = LlamaConfig(**settings)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)

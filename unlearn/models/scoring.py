@@ -12,6 +12,7 @@ import torch
 
 from unlearn.data.formatting import PromptFormat, TokenizedExample, collate, tokenize_qa
 from unlearn.losses.base import forward_logits, sequence_nll, token_counts
+from unlearn.models.modes import eval_mode
 
 
 @torch.no_grad()
@@ -22,7 +23,8 @@ def answer_nll(model, tokenizer, questions: list[str], answers: list[str], promp
     Examples are batched in order of length so that little compute goes to padding.
 
     Returns:
-        ``(nll_sum, n_tokens)``, both ``(N,)``; ``nll_sum / n_tokens`` is SPEC's ``NLLbar``.
+        ``(nll_sum, n_tokens)``, both ``(N,)``; ``nll_sum / n_tokens`` is ``NLLbar`` (docs/definitions.md,
+        "Notation").
     """
     fmt = PromptFormat(prompt_format)
     examples = [tokenize_qa(tokenizer, fmt, q, a, max_length) for q, a in zip(questions, answers)]
@@ -43,18 +45,16 @@ def score_examples(model, examples: list[TokenizedExample], pad_token_id: int, b
     """
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     nll = torch.empty(len(examples))
     counts = torch.empty(len(examples), dtype=torch.long)
-    for start in range(0, len(order), batch_size):
-        ids = order[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in ids], pad_token_id).items()}
-        with context() if context else nullcontext():
-            logits = forward_logits(model, batch)
-        nll[ids] = sequence_nll(logits, batch["labels"]).cpu()
-        counts[ids] = token_counts(batch["labels"]).cpu()
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            ids = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in collate([examples[i] for i in ids], pad_token_id).items()}
+            with context() if context else nullcontext():
+                logits = forward_logits(model, batch)
+            nll[ids] = sequence_nll(logits, batch["labels"]).cpu()
+            counts[ids] = token_counts(batch["labels"]).cpu()
     return nll, counts
 
 

@@ -1,0 +1,1 @@
+"""The frozen reference (resident model, adapter-disabled LoRA, or a log-prob cache) and choosing one."""

@@ -13,15 +13,16 @@ costs. Each method may define ``setup(module)``, which the training module calls
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
+from unlearn.files import atomic_write
+from unlearn.identity import short_hash, stable_json
 from unlearn.losses.base import forward_logits, sequence_nll
+from unlearn.models.modes import eval_mode
 
 REFERENCE_MODES = ("auto", "cache", "model", "adapter")
 
@@ -96,13 +97,8 @@ class AdapterReference:
         self.policy = policy
 
     def _forward(self, inputs: dict[str, Tensor]) -> Tensor:
-        was_training = self.policy.training
-        self.policy.eval()
-        try:
-            with torch.no_grad(), self.policy.disable_adapter():
-                return forward_logits(self.policy, inputs)
-        finally:
-            self.policy.train(was_training)
+        with eval_mode(self.policy), torch.no_grad(), self.policy.disable_adapter():
+            return forward_logits(self.policy, inputs)
 
     def sequence_logps(self, inputs: dict[str, Tensor], split: str) -> Tensor:
         return -sequence_nll(self._forward(inputs), inputs["labels"])
@@ -181,12 +177,9 @@ class CachedReference:
         """Write the table atomically (temporary name, then rename)."""
         from safetensors.torch import save_file
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A name of its own per process: parallel runs of a sweep may fill the same table at once.
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
-        save_file({k: v.cpu().contiguous() for k, v in self.table.items()}, str(tmp),
-                  metadata={"fingerprint": self.fingerprint})
-        tmp.replace(self.path)
+        tensors = {k: v.cpu().contiguous() for k, v in self.table.items()}
+        # A temporary name of its own per process: parallel runs of a sweep may fill the same table at once.
+        atomic_write(self.path, lambda tmp: save_file(tensors, str(tmp), metadata={"fingerprint": self.fingerprint}))
 
     def load(self) -> bool:
         """Read the table from ``path`` if it exists and belongs to this model and data."""
@@ -227,11 +220,8 @@ def compute_sequence_logps(model, examples: dict[str, list], pad_token_id: int, 
 
 
 def fingerprint(**parts: Any) -> str:
-    """A short stable hash of the model identity and the exact token ids a cache was computed on."""
-    import hashlib
+    """A short stable hash of the model identity and the exact token ids a cache was computed on.
 
-    digest = hashlib.sha256()
-    for key in sorted(parts):
-        digest.update(key.encode())
-        digest.update(json.dumps(parts[key], sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
+    Every part must be JSON data (:func:`unlearn.identity.stable_json`); nothing falls back to a ``repr``.
+    """
+    return short_hash(stable_json(parts))

@@ -14,9 +14,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from unlearn.config.schema import Config, ConfigError
+
+from unlearn.errors import ConfigError
+from unlearn.identity import model_identity
 from unlearn.reference.references import REFERENCE_MODES, AdapterReference, CachedReference, ModelReference, fingerprint
 
 
@@ -59,28 +62,26 @@ def resolve_reference_mode(mode: str, loss, lora: bool = False, strategy: str = 
     return mode
 
 
-def model_identity(path: str) -> dict:
-    """What identifies a model's weights: its path, and for a local folder the weight files' sizes and times."""
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        return {"id": path}
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt"))
-    return {"id": str(folder.resolve()), "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]}
-
-
-def build_reference(cfg: Config, loss, model_path: str, datamodule, load_reference_model, policy=None):
-    """The reference object for the run, or None.
+def build_reference(loss, mode: str, model_path: str, datamodule, load_reference_model: Callable[[], object],
+                    policy=None, strategy: str = "auto", dtype: str = "float32", precision: str = "32-true",
+                    cache_dir: str = ".cache/unlearn", batch_size: int = 8):
+    """The reference object for the run, or None when ``loss`` needs none.
 
     Args:
-        policy: The policy; under LoRA (a ``peft`` model) the adapter reference uses it.
+        loss: The strategy; what it reads of the reference decides the mode under ``auto``.
+        mode: ``reference.mode`` (see :func:`resolve_reference_mode`).
         model_path: The starting model (its identity keys the cache).
         datamodule: Its tokenised forget (and IDK) rows are what the cache covers.
         load_reference_model: Zero-argument callable loading a fresh copy of the starting model.
+        policy: The policy; under LoRA (a ``peft`` model) the adapter reference uses it.
+        strategy: ``trainer.strategy``; sharded strategies refuse a resident copy.
+        dtype, precision: Part of the cache key (the log-probs depend on them).
+        cache_dir: The cache lives in ``<cache_dir>/reference``.
+        batch_size: Sequences per forward pass when the cache is filled.
     """
     from unlearn.models.lora import is_lora
 
-    mode = resolve_reference_mode(cfg.reference.mode, loss, lora=policy is not None and is_lora(policy),
-                                  strategy=cfg.trainer.strategy)
+    mode = resolve_reference_mode(mode, loss, lora=policy is not None and is_lora(policy), strategy=strategy)
     if mode is None:
         return None
     if mode == "model":
@@ -90,8 +91,8 @@ def build_reference(cfg: Config, loss, model_path: str, datamodule, load_referen
     examples = {"forget": datamodule.forget.examples}
     if loss.uses_idk:
         examples["idk"] = datamodule.idk.examples
-    key = fingerprint(model=model_identity(model_path), dtype=cfg.model.dtype, precision=cfg.trainer.precision,
+    key = fingerprint(model=model_identity(model_path), dtype=dtype, precision=precision,
                       tokens={k: [e.input_ids for e in v] for k, v in examples.items()},
                       labels={k: [e.labels for e in v] for k, v in examples.items()})
-    path = Path(cfg.run.cache_dir).expanduser() / "reference" / f"{key}.safetensors"
-    return CachedReference(examples, datamodule.tokenizer.pad_token_id, cfg.reference.batch_size, path, key)
+    path = Path(cache_dir).expanduser() / "reference" / f"{key}.safetensors"
+    return CachedReference(examples, datamodule.tokenizer.pad_token_id, batch_size, path, key)

@@ -1,0 +1,1 @@
+"""Reporting: the summary of a run, comparisons of finished runs, and figures."""

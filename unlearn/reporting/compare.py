@@ -18,9 +18,13 @@ import math
 import sys
 from pathlib import Path
 
+from unlearn.names import FORGET_QUALITY as FQ
+from unlearn.names import MODEL_UTILITY as MU
+from unlearn.names import format_number, metric_key
 from unlearn.reporting.plots import save_png, trajectory_figure
+from unlearn.errors import UnlearnError
 
-FQ, MU = "forget/forget_quality", "utility/model_utility"
+ROUGE_L, DISTINCT_2, REPETITION = (metric_key("forget", figure) for figure in ("rouge_l", "distinct_2", "repetition"))
 COLUMNS = ("run", "method", "forget split", "forget quality", "model utility (× target)", "forget ROUGE-L",
            "forget distinct-2", "forget repetition", "selected epoch", "last epoch: FQ / MU", "stopped")
 UTILITY_FLOOR = 0.9
@@ -30,7 +34,7 @@ def floor_column(floor: float) -> str:
     return f"best FQ at MU ≥ {floor:g}× (epoch)"
 
 
-class NotARunError(FileNotFoundError):
+class NotARunError(UnlearnError, FileNotFoundError):
     """A folder given to ``compare`` that does not hold a finished, evaluated ``fit`` run."""
 
 
@@ -57,14 +61,6 @@ def load_run(run_dir: str | Path) -> dict:
         raise NotARunError(f"{run_dir} has no evaluation history (it was run with eval.enabled=false); "
                            f"evaluate it with `python -m unlearn eval model.path={run_dir / 'model'}` instead.")
     return summary
-
-
-def format_number(value, digits: str = ".3f") -> str:
-    if value is None:
-        return "n/a"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.3g}" if digits == "g" else format(value, digits)
 
 
 def _record(history: list[dict], epoch: int | None) -> dict:
@@ -105,9 +101,9 @@ def run_row(name: str, summary: dict, floor: float = UTILITY_FLOOR) -> dict[str,
     return {"run": name, "method": summary["loss"], "forget split": summary["forget_split"],
             "forget quality": format_number(chosen.get(FQ), "g"),
             "model utility (× target)": f"{format_number(chosen.get(MU))} ({format_number(ratio, '.2f')}×)",
-            "forget ROUGE-L": format_number(chosen.get("forget/rouge_l")),
-            "forget distinct-2": format_number(chosen.get("forget/distinct_2")),
-            "forget repetition": format_number(chosen.get("forget/repetition"), ".2f"),
+            "forget ROUGE-L": format_number(chosen.get(ROUGE_L)),
+            "forget distinct-2": format_number(chosen.get(DISTINCT_2)),
+            "forget repetition": format_number(chosen.get(REPETITION), ".2f"),
             "selected epoch": str(selected),
             "last epoch: FQ / MU": f"{last['epoch']}: {format_number(last.get(FQ), 'g')} / {format_number(last.get(MU))}",
             "stopped": stopped,
@@ -123,9 +119,9 @@ def reference_rows(summary: dict) -> list[dict[str, str]]:
     return [{"run": "", "method": method, "forget split": split,
              "forget quality": format_number(values.get(FQ), "g"),
              "model utility (× target)": format_number(values.get(MU)),
-             "forget ROUGE-L": format_number(values.get("forget/rouge_l")),
-             "forget distinct-2": format_number(values.get("forget/distinct_2")),
-             "forget repetition": format_number(values.get("forget/repetition"), ".2f"),
+             "forget ROUGE-L": format_number(values.get(ROUGE_L)),
+             "forget distinct-2": format_number(values.get(DISTINCT_2)),
+             "forget repetition": format_number(values.get(REPETITION), ".2f"),
              "selected epoch": "", "last epoch: FQ / MU": "", "stopped": ""} for method, values in rows]
 
 

@@ -15,7 +15,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-FQ, MU, DISTINCT = "forget/forget_quality", "utility/model_utility", "forget/distinct_2"
+from unlearn.names import FORGET_QUALITY as FQ
+from unlearn.names import MODEL_UTILITY as MU
+from unlearn.names import metric_key
+
+DISTINCT = metric_key("forget", "distinct_2")
 
 
 def _finite(value) -> bool:

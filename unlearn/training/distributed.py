@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from unlearn.config.schema import ConfigError
+from unlearn.errors import ConfigError
 
 log = logging.getLogger(__name__)
 RUN_DIR_ENV = "UNLEARN_RUN_DIR"
@@ -104,10 +104,6 @@ COLLECTIVE_FAILURE = re.compile(r"timed out|timeout|connection closed by peer|co
 # After SIGTERM, a main thread that has not moved for this long is blocked in one call (a collective
 # that waits for a rank that will never join) and cannot reach Lightning's own SIGTERM handling.
 STUCK_AFTER_SIGTERM_S = 15.0
-
-
-class CollectiveError(RuntimeError):
-    """The processes of a multi-process run stopped waiting for each other."""
 
 
 def is_collective_failure(err: BaseException) -> bool:

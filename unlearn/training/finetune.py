@@ -12,7 +12,6 @@ later runs reuse them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -23,12 +22,14 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from unlearn.training.checkpoints import save_pretrained_atomic
-from unlearn.config.schema import Config
+from unlearn.config.schema import Config, FinetuneConfig
 from unlearn.data.formatting import PromptFormat, collate, tokenize_qa
 from unlearn.data.sources import load_split, retain_split_for
+from unlearn.files import atomic_folder
+from unlearn.identity import short_hash, stable_json
 from unlearn.losses.base import token_mean_nll
 from unlearn.models.loading import build_tiny_llama, load_model, load_tokenizer, train_tokenizer
+from unlearn.models.saving import save_pretrained_atomic
 from unlearn.training.optim import configure_adamw
 
 log = logging.getLogger(__name__)
@@ -53,17 +54,19 @@ class SupervisedFinetuning(L.LightningModule):
         return configure_adamw(self, self.model, self.lr, self.weight_decay, self.warmup_epochs)
 
 
-def train_on_rows(model, tokenizer, rows: list[dict], cfg: Config, desc: str):
-    """Fine-tune ``model`` in place on question/answer ``rows``."""
-    fmt = PromptFormat(cfg.model.prompt_format)
-    examples = [tokenize_qa(tokenizer, fmt, r["question"], r["answer"], cfg.data.max_length) for r in rows]
-    loader = DataLoader(examples, batch_size=cfg.finetune.batch_size, shuffle=True,
+def train_on_rows(model, tokenizer, rows: list[dict], prompt_format: str, max_length: int, settings: FinetuneConfig,
+                  accelerator: str = "auto", precision: str = "32-true", progress_bar: bool = True,
+                  desc: str = "model"):
+    """Fine-tune ``model`` in place on question/answer ``rows`` (epochs, batch and optimiser from ``settings``)."""
+    fmt = PromptFormat(prompt_format)
+    examples = [tokenize_qa(tokenizer, fmt, r["question"], r["answer"], max_length) for r in rows]
+    loader = DataLoader(examples, batch_size=settings.batch_size, shuffle=True,
                         collate_fn=lambda batch: collate(batch, tokenizer.pad_token_id))
-    log.info("Fine-tuning the %s model on %d examples for %d epochs", desc, len(rows), cfg.finetune.epochs)
-    module = SupervisedFinetuning(model, cfg.finetune.lr, cfg.finetune.weight_decay, cfg.finetune.warmup_epochs)
-    trainer = L.Trainer(max_epochs=cfg.finetune.epochs, accelerator=cfg.trainer.accelerator, devices=1,
-                        precision=cfg.trainer.precision, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, enable_progress_bar=cfg.trainer.enable_progress_bar)
+    log.info("Fine-tuning the %s model on %d examples for %d epochs", desc, len(rows), settings.epochs)
+    module = SupervisedFinetuning(model, settings.lr, settings.weight_decay, settings.warmup_epochs)
+    trainer = L.Trainer(max_epochs=settings.epochs, accelerator=accelerator, devices=1, precision=precision,
+                        logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        enable_progress_bar=progress_bar)
     trainer.fit(module, loader)
     return model.cpu().eval()
 
@@ -97,10 +100,11 @@ def finetune_rows(source: Path, split: str, builtin: bool) -> list[dict]:
 
 def builtin_model_dir(cfg: Config) -> Path:
     """Cache folder of the built-in models, keyed by everything that changes their weights."""
-    key = json.dumps({"data": asdict(cfg.data.builtin), "model": asdict(cfg.model.builtin),
-                      "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format,
-                      "max_length": cfg.data.max_length, "seed": cfg.run.seed}, sort_keys=True)
-    return Path(cfg.run.cache_dir).expanduser() / "models" / f"builtin-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    key = stable_json({"data": asdict(cfg.data.builtin), "model": asdict(cfg.model.builtin),
+                       "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format,
+                       "max_length": cfg.data.max_length, "seed": cfg.run.seed})
+    # 12 digits of this exact serialisation, as ever: existing cached models are still found.
+    return Path(cfg.run.cache_dir).expanduser() / "models" / f"builtin-{short_hash(key, length=12)}"
 
 
 def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bool = True) -> dict[str, Path]:
@@ -124,8 +128,12 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
     start = time.time()
     if builtin:
         tok_dir = out_dir / "tokenizer"
-        if not tok_dir.is_dir():
-            train_tokenizer(benchmark_texts(source), cfg.model.builtin.vocab_size).save_pretrained(tok_dir)
+        if not tok_dir.is_dir():  # written whole or not at all: a folder that exists is complete
+            try:
+                with atomic_folder(tok_dir) as tmp:
+                    train_tokenizer(benchmark_texts(source), cfg.model.builtin.vocab_size).save_pretrained(tmp)
+            except FileExistsError:  # another process wrote it meanwhile; the same texts give the same tokenizer
+                pass
         tokenizer = load_tokenizer(str(tok_dir))
     else:
         tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, cfg.model.trust_remote_code)
@@ -141,7 +149,9 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
         else:
             model = load_model(cfg.model.path, cfg.model.dtype, cfg.model.trust_remote_code,
                                cfg.model.attn_implementation)
-        model = train_on_rows(model, tokenizer, finetune_rows(source, split, builtin), cfg, role)
+        model = train_on_rows(model, tokenizer, finetune_rows(source, split, builtin), cfg.model.prompt_format,
+                              cfg.data.max_length, cfg.finetune, cfg.trainer.accelerator, cfg.trainer.precision,
+                              cfg.trainer.enable_progress_bar, desc=role)
         save_pretrained_atomic(model, tokenizer, paths[role])
         del model
         torch.cuda.empty_cache() if torch.cuda.is_available() else None

@@ -11,14 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import torch
+from unlearn.errors import NonFiniteError
 
 ADVICE = ("Lower optim.lr, set optim.gradient_clip_val, or use a strategy that does not diverge "
           "(plain gradient ascent has no lower bound).")
 MAX_NAMES = 5
-
-
-class NonFiniteError(FloatingPointError):
-    """Training produced NaN or infinity; the run stops and the last checkpoint stays as it was."""
 
 
 class NonFiniteGradientError(NonFiniteError):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from unlearn.training.guards import NonFiniteError, check_gradients, check_weights
+from unlearn.training.guards import check_gradients, check_weights
+
+from unlearn.errors import NonFiniteError
 from unlearn.losses.base import UnlearningLoss
 from unlearn.training.optim import configure_adamw
 from unlearn.training.sharding import fsdp_root, full_state_dict, is_sharded, whole_weights
@@ -29,7 +31,8 @@ class UnlearningModule(L.LightningModule):
         loss: A strategy from :data:`unlearn.losses.LOSSES`.
         reference: Object following :class:`unlearn.reference.references.Reference`, or None when the
             strategy needs none.
-        lr, weight_decay, warmup_epochs: AdamW with linear warm-up then linear decay (SPEC).
+        lr, weight_decay, warmup_epochs: AdamW with linear warm-up then linear decay (docs/definitions.md,
+            "Optimiser").
         policy_factory: Builds a fresh copy of the starting policy on the CPU (same LoRA layout);
             under a sharding strategy :meth:`whole_policy` loads the gathered weights into it.
     """

@@ -18,7 +18,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from unlearn.training.checkpoints import last_checkpoint
-from unlearn.config.schema import Config, ConfigError, save_config
+from unlearn.config.schema import Config, save_config
+from unlearn.errors import ConfigError, RunFolderError
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
@@ -29,10 +30,6 @@ MAY_CHANGE_ON_RESUME = {
     "run.checkpoint_every_n_steps", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "data.num_workers",
     "trainer.collective_timeout_s",
 }
-
-
-class RunInterrupted(RuntimeError):
-    """The run was stopped (SIGTERM) with its state saved; it can be resumed."""
 
 
 def resume_command(run_dir: Path) -> str:
@@ -87,7 +84,7 @@ def check_new_run(cfg: Config, run_dir: Path) -> None:
     if run_dir.exists() and any(run_dir.iterdir()) and not cfg.run.overwrite:
         hint = " or pass --resume to continue it" if last_checkpoint(run_dir) and not (run_dir / MODEL_DIR).exists() \
             else ""
-        raise FileExistsError(f"Run folder {run_dir} already exists and is not empty. Choose another run.name{hint}, "
+        raise RunFolderError(f"Run folder {run_dir} already exists and is not empty. Choose another run.name{hint}, "
                               "or pass run.overwrite=true to replace it.")
 
 
@@ -107,7 +104,7 @@ def check_resumable(cfg: Config, run_dir: Path) -> Path | None:
         raise ConfigError(f"run.resume=true: there is no run folder {run_dir}. Runs in {run_dir.parent}: "
                           f"{', '.join(runs) or 'none'}. Give the folder name with run.name=...")
     if (run_dir / MODEL_DIR).exists():
-        raise FileExistsError(f"Run {run_dir} has already finished (its model is {run_dir / MODEL_DIR}); there is "
+        raise RunFolderError(f"Run {run_dir} has already finished (its model is {run_dir / MODEL_DIR}); there is "
                               "nothing to resume. Start a new run with another run.name.")
     saved = run_dir / CONFIG_FILE
     if saved.is_file():

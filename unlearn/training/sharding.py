@@ -25,7 +25,7 @@ from datetime import timedelta
 
 import torch
 
-from unlearn.config.schema import ConfigError
+from unlearn.errors import ConfigError
 from unlearn.training.distributed import strategy_name
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,71 @@
+"""A benchmark's splits written to disk in TOFU's layout (``<split>.json`` as JSON Lines), atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from unlearn.errors import RunFolderError
+from unlearn.files import atomic_folder
+
+
+def _render(splits: dict[str, list]) -> dict[str, bytes]:
+    """File name -> contents: ``<split>.json`` as JSON Lines, ``idontknow.jsonl`` as plain lines."""
+    files = {}
+    for name, rows in splits.items():
+        if not name or Path(name).name != name or name.startswith("."):
+            raise ValueError(f"Split name {name!r} is not a plain file name.")
+        if name == "idontknow":
+            if any(not isinstance(s, str) or "\n" in s for s in rows):
+                raise ValueError("idontknow must be a list of one-line strings.")
+            files["idontknow.jsonl"] = "".join(f"{sentence}\n" for sentence in rows).encode()
+        else:
+            files[f"{name}.json"] = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    return files
+
+
+def _holds(folder: Path, files: dict[str, bytes]) -> bool:
+    """Whether ``folder`` holds exactly ``files``."""
+    present = {path.name: path for path in folder.iterdir()}
+    return present.keys() == files.keys() and all(
+        present[name].is_file() and present[name].read_bytes() == data for name, data in files.items())
+
+
+def write_benchmark(out_dir: str | Path, splits: dict[str, list]) -> Path:
+    """Writes the splits in TOFU's layout, atomically.
+
+    Args:
+        out_dir: Folder to create; its parents are created too. It may exist if it is empty or
+            already holds exactly this benchmark (then nothing is written).
+        splits: As returned by :func:`generate_benchmark`.
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Raises:
+        FileExistsError: ``out_dir`` is a file, or a non-empty folder holding something else.
+    """
+    out = Path(out_dir)
+    files = _render(splits)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out} exists and is not a folder; choose another benchmark folder.")
+    if out.is_dir() and any(out.iterdir()):
+        if _holds(out, files):
+            return out
+        raise RunFolderError(f"{out} is not empty and does not hold this benchmark; refusing to overwrite it. "
+                              "Choose a new folder, or delete this one if it is a stale benchmark.")
+    if out.is_dir():
+        out.rmdir()  # empty; renaming onto an existing folder is not portable
+    # Written next to the target, then renamed (unlearn.files.atomic_folder): a crash leaves a
+    # hidden temporary folder, never a half-written benchmark under the real name.
+    try:
+        with atomic_folder(out) as tmp:
+            tmp.mkdir()
+            for name, data in files.items():
+                (tmp / name).write_bytes(data)
+    except FileExistsError:
+        # Another process may have written the same benchmark in the meantime.
+        if out.is_dir() and _holds(out, files):
+            return out
+        raise
+    return out

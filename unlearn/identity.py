@@ -1,0 +1,67 @@
+"""Cache keys: short stable hashes, and what identifies a model's weights.
+
+No torch here: the reference cache, the evaluation cache and the data caches all key on these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+# Files whose change changes a model: weights, and its configuration / tokenizer (JSON).
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json")
+
+
+def stable_json(obj: Any) -> str:
+    """``json.dumps`` with sorted keys: equal objects give equal strings.
+
+    Raises:
+        TypeError: ``obj`` holds something JSON cannot encode (never silently turned into its ``repr``).
+    """
+    return json.dumps(obj, sort_keys=True)
+
+
+def short_hash(payload: Any, length: int = 16) -> str:
+    """The first ``length`` hex digits of the SHA-256 of ``payload``.
+
+    ``str`` and ``bytes`` are hashed as given (UTF-8 for text); anything else is serialised with
+    :func:`stable_json` first, so the order of a dict's keys does not matter.
+    """
+    if isinstance(payload, str):
+        payload = payload.encode()
+    elif not isinstance(payload, (bytes, bytearray)):
+        payload = stable_json(payload).encode()
+    return hashlib.sha256(payload).hexdigest()[:length]
+
+
+def _hub_revision(model_id: str) -> str | None:
+    """The commit of the locally cached snapshot of a hub id, or None (not cached, or not a hub id)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model_id, local_files_only=True)).name
+    except Exception:  # not cached, not a valid id, no huggingface_hub: the id is all there is to go on
+        return None
+
+
+def model_identity(path: str | Path) -> dict:
+    """What identifies a model's weights, as JSON-ready data for a cache key.
+
+    - A local folder: its resolved path, and the relative path, size and modification time of
+      every weight, configuration and tokenizer file in it or its subfolders
+      (:data:`MODEL_FILE_SUFFIXES`, ``config.json`` included). Retraining it in place changes this.
+    - Anything else (a hub id): the id, and the commit of the locally cached snapshot when there
+      is one, so a new revision of the same id is a new identity.
+    """
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES)
+        return {"path": str(folder.resolve()),
+                "files": [[p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+    identity = {"id": str(path)}
+    revision = _hub_revision(str(path))
+    if revision is not None:
+        identity["revision"] = revision
+    return identity
