@@ -20,7 +20,6 @@ gives the error a ``group=name`` override gives; files that include each other a
 from __future__ import annotations
 
 import difflib
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +27,17 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from unlearn.config.schema import Config
-
 from unlearn.errors import ConfigError
 from unlearn.config.validation import validate
 
 
 def configs_dir() -> Path:
-    """The folder of shipped YAML configs (``configs/`` in a checkout)."""
-    try:
-        shipped = Path(str(resources.files("unlearn.configs")))
-        if shipped.is_dir():
-            return shipped
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[2] / "configs"
+    """The folder of shipped YAML configs: ``configs/`` of a checkout, or ``unlearn/configs`` once installed."""
+    here = Path(__file__).resolve().parent.parent  # the unlearn package
+    for candidate in (here / "configs", here.parent / "configs"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "configs"
 
 
 def _valid_keys(node: DictConfig, prefix: str = "") -> list[str]:

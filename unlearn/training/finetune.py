@@ -28,7 +28,8 @@ from unlearn.data.sources import load_split, retain_split_for
 from unlearn.files import atomic_folder
 from unlearn.identity import short_hash, stable_json
 from unlearn.losses.base import token_mean_nll
-from unlearn.models.loading import build_tiny_llama, load_model, load_tokenizer, train_tokenizer
+from unlearn.models.loading import build_tiny_llama, load_tokenizer, train_tokenizer
+from unlearn.models.policy import build_policy
 from unlearn.models.saving import save_pretrained_atomic
 from unlearn.training.optim import configure_adamw
 
@@ -147,8 +148,8 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
                                      b.intermediate_size, max_position_embeddings=max(512, cfg.data.max_length),
                                      seed=cfg.run.seed)
         else:
-            model = load_model(cfg.model.path, cfg.model.dtype, cfg.model.trust_remote_code,
-                               cfg.model.attn_implementation)
+            model = build_policy(cfg.model.path, cfg.model.dtype, cfg.model.trust_remote_code,
+                                 cfg.model.attn_implementation)
         model = train_on_rows(model, tokenizer, finetune_rows(source, split, builtin), cfg.model.prompt_format,
                               cfg.data.max_length, cfg.finetune, cfg.trainer.accelerator, cfg.trainer.precision,
                               cfg.trainer.enable_progress_bar, desc=role)
