@@ -19,10 +19,11 @@ class NLLProbe(L.Callback):
     Args:
         tokenizer: The policy's tokenizer.
         splits: Rows per split name (``question``/``answer`` dicts), each measured in full.
-        prompt_format, max_length: As the training batches are built.
+        prompt_format, max_length: As the training batches are built (a ``PromptFormat`` or its name); the
+            probe scores through the same ``tokenize_qa`` as training and evaluation.
     """
 
-    def __init__(self, tokenizer, splits: dict[str, list[dict]], prompt_format: str, max_length: int):
+    def __init__(self, tokenizer, splits: dict[str, list[dict]], prompt_format, max_length: int):
         self.tokenizer, self.splits = tokenizer, splits
         self.prompt_format, self.max_length = prompt_format, max_length
         self.before: dict[str, float] = {}

@@ -93,41 +93,7 @@ def test_two_fsdp_processes_match_one_process_and_save_whole_weights(tmp_path, o
     _assert_same_run(single, fsdp)
 
 
-@pytest.mark.slow
-def test_fsdp_run_killed_mid_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
-    # Under FSDP each checkpoint is gathered to one full file on rank 0 (state_dict_type="full"), with
-    # the optimiser state; resuming reshards it. FSDP restores it after on_fit_start, so the reference
-    # log-probs come back from the cache file in run.cache_dir that the first start wrote.
-    fsdp = ("trainer.strategy=fsdp", "trainer.devices=2", "data.batch_size=2", "trainer.max_epochs=4",
-            "run.checkpoint_every_n_steps=1")
-    straight = _fit(tmp_path, "straight", *fsdp)
-    checkpoint = tmp_path / "runs" / "killed" / "checkpoints" / "last.ckpt"
-
-    def saved_step() -> int:
-        try:  # written by a rename, but read while the next one may replace it
-            return torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
-        except (FileNotFoundError, RuntimeError, EOFError):
-            return -1
-
-    # Its own session, so that killing it kills both ranks (rank 1 is rank 0's child).
-    proc = subprocess.Popen(_fit_command(tmp_path, "killed", *fsdp), cwd=tmp_path,
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 240
-    while proc.poll() is None and time.time() < deadline and saved_step() < 5:
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    _, err = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed: {err.decode()[-2000:]}"
-    killed_at = saved_step()
-    assert 5 <= killed_at < 8 and not (tmp_path / "runs" / "killed" / "model").exists()
-
-    resumed = _fit(tmp_path, "killed", *fsdp, "--resume")
-    one, two = (load_file(run / "model" / "model.safetensors") for run in (straight, resumed))
-    assert one.keys() == two.keys()
-    assert all(torch.equal(one[k], two[k]) for k in one), f"weights differ (killed at step {killed_at})"
-    summaries = [json.loads((run / "summary.json").read_text()) for run in (straight, resumed)]
-    assert summaries[0]["steps"] == summaries[1]["steps"] == 8
-    assert [r["step"] for r in summaries[1]["evaluation"]["history"]] == [0, 2, 4, 6, 8]
+# Resuming under FSDP (a killed run, its reference cache file deleted): tests/test_fsdp_resume.py.
 
 
 def test_launched_rank_reuses_rank_zero_run_folder(monkeypatch, tmp_path):

@@ -44,13 +44,16 @@ def test_grid_settings_are_the_loss_yamls():
 
 
 def test_non_simnpo_settings_are_the_npo_papers():
-    # beta 0.1 and every coefficient 1.0, for what each strategy takes (docs/definitions.md, "Paper settings").
+    # beta 0.1 and every coefficient 1.0, for what each strategy takes (docs/definitions.md, "Paper settings"),
+    # the NPO code's KL scale (B x max_length) and its one token mean over the IDK and retain batches.
     for loss in LOSS_NAMES:
         if loss == "simnpo":
             continue
         taken = LOSSES[loss].hparam_names()
         expected = {"name": loss, **{k: 0.1 for k in ("beta",) if k in taken},
-                    **{k: 1.0 for k in ("c_forget", "c_npo", "c_rt", "c_kl") if k in taken}}
+                    **{k: 1.0 for k in ("c_forget", "c_npo", "c_rt", "c_kl") if k in taken},
+                    **({"kl_mask": "padded"} if "kl_mask" in taken else {}),
+                    **({"idk_mean": "joint"} if "idk_mean" in taken else {})}
         for split in PAPER_SPLITS:
             assert paper_loss_settings(loss, split) == expected, (loss, split)
 

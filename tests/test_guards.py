@@ -110,7 +110,8 @@ def test_fit_stops_on_nan_and_keeps_the_last_finite_checkpoint(tiny_cache, tmp_p
     import unlearn.training.fit
 
     real = unlearn.training.fit.build_loss_from_config
-    monkeypatch.setattr(unlearn.training.fit, "build_loss_from_config", lambda cfg: Poisoned(real(cfg), 3, what))
+    monkeypatch.setattr(unlearn.training.fit, "build_loss_from_config",
+                        lambda cfg, **kw: Poisoned(real(cfg, **kw), 3, what))
     runs = tmp_path / "runs"
     code = main(["fit", "--config", TINY_CONFIG, f"run.cache_dir={tiny_cache}", f"run.output_dir={runs}",
                  "run.name=nan", "eval.enabled=false", "data.batch_size=1", "trainer.max_epochs=2",

@@ -55,6 +55,7 @@ def test_hparams_round_trip() -> None:
         "c_npo": 1.0,
         "c_kl": 1.0,
         "kl_mask": "all",
+        "max_length": None,
     }
 
 

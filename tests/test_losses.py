@@ -173,8 +173,14 @@ def test_kl_strategy() -> None:
 
 
 def test_idk() -> None:
-    """IDK answers under uniform rows: (2·ln3 + ln3) / 3 = ln3; plus 0.5·ln24/3 retain NLL."""
+    """IDK answers under uniform rows: 3 tokens, 3·ln3; retain 3 tokens, ln24 (more in test_loss_scales.py).
+
+    joint (default, one token mean): (3·ln3 + 0.5·ln24) / 6. separate: 3·ln3/3 + 0.5·ln24/3.
+    """
     out = run("idk", c_rt=0.5)
+    assert_close(out.forget_loss, LN3 / 2)
+    assert_close(out.loss, LN3 / 2 + math.log(24) / 12)
+    out = run("idk", c_rt=0.5, idk_mean="separate")
     assert_close(out.forget_loss, LN3)
     assert_close(out.loss, LN3 + math.log(24) / 6)
 

@@ -40,13 +40,13 @@ def test_out_of_range_values_name_key_value_and_fix(override, message):
 @pytest.mark.parametrize("override, message", [
     ("data.source=hub", "data.source='hub' is not a valid choice; choose one of: builtin, tofu, files."),
     ("model.prompt_format=alpaca", "model.prompt_format='alpaca' is not a valid choice; choose one of: plain, llama2, "
-                                   "chat_template."),
+                                   "chat_template, tofu_phi."),
     ("model.dtype=fp16", "model.dtype='fp16' is not a valid choice; choose one of: float32, bfloat16, float16."),
     ("trainer.precision=bf16-mix", "trainer.precision='bf16-mix' is not a valid choice; choose one of: 32-true, "
                                    "16-mixed, bf16-mixed"),
     ("loss.name=npo2", "loss: unknown loss 'npo2'; valid losses: ['dpo', 'ga', 'grad_diff', 'idk', 'kl', 'npo', "
                        "'npo_kl', 'npo_rt', 'simnpo']. Did you mean 'npo'?"),
-    ("loss.name=npo_kl loss.kl_mask=some", "kl_mask must be one of ['answer', 'all'], got 'some'"),
+    ("loss.name=npo_kl loss.kl_mask=some", "kl_mask must be one of ['answer', 'all', 'padded'], got 'some'"),
 ])
 def test_unknown_choices_list_the_valid_ones(override, message):
     with pytest.raises(ConfigError) as err:

@@ -30,10 +30,15 @@ def run_fit(cfg: Config, args) -> None:
 
 def run_finetune(cfg: Config, args) -> None:
     from unlearn.training.assets import resolve_assets
-    from unlearn.training.finetune import finetune
+    from unlearn.training.finetune import check_starting_model, finetune
 
-    assets = resolve_assets(cfg)  # on the built-in benchmark this builds and caches both models
     if cfg.model.path is not None:
+        check_starting_model(cfg)  # a model.path that does not exist fails before anything runs
+    elif args.out is not None:
+        log.warning("--out is for fine-tuning model.path=...; the built-in models stay in their cache under "
+                    "run.cache_dir=%s, where fit looks them up.", cfg.run.cache_dir)
+    assets = resolve_assets(cfg)  # on the built-in benchmark without model.path this builds and caches both models
+    if cfg.model.path is not None:  # never into the built-in models' folder (unlearn.training.finetune)
         paths = finetune(cfg, assets.source, out_dir=args.out, builtin=False)
         assets.target, assets.retain = paths["target"], paths["retain"]
     print(f"Target model: {assets.target}\nRetain model: {assets.retain}")

@@ -15,6 +15,10 @@ Each entry is ``group/name`` (or ``{group: name}``) under the shipped ``configs/
 in ``.yaml``, relative to the file that names it. Entries merge in order, each composed the same
 way first (its own ``defaults``, then its keys), then the file's own keys. An unknown group or name
 gives the error a ``group=name`` override gives; files that include each other are an error.
+
+Defaults follow the data: once everything is merged, the data group named like ``data.source``
+(``configs/data/tofu.yaml`` for ``tofu``) fills every field that no file or override set, so
+``data.source=tofu`` alone gets TOFU's lengths, as ``data=tofu`` does.
 """
 
 from __future__ import annotations
@@ -163,8 +167,24 @@ def _defaults_paths(entries: Any, path: Path) -> list[Path]:
     return paths
 
 
-def _apply_file(base: DictConfig, path: Path, schema: DictConfig, stack: tuple[Path, ...] = ()) -> DictConfig:
-    """``base`` with the file's ``defaults`` merged in order (each composed alike), then its own keys."""
+def _fields(schema: DictConfig, data: Any, prefix: str = "") -> dict[str, Any]:
+    """The schema fields ``data`` sets, by dotted key: a section's one by one, a dict-valued field whole."""
+    fields = {}
+    for key, value in (data or {}).items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(OmegaConf.select(schema, path), DictConfig):
+            fields.update(_fields(schema, value, path + "."))
+        else:
+            fields[path] = value
+    return fields
+
+
+def _apply_file(base: DictConfig, path: Path, schema: DictConfig, stack: tuple[Path, ...] = (),
+                explicit: set[str] | None = None) -> DictConfig:
+    """``base`` with the file's ``defaults`` merged in order (each composed alike), then its own keys.
+
+    ``explicit``, when given, gathers every field the file and its defaults set.
+    """
     path = path.resolve()
     if path in stack:
         chain = " -> ".join(str(p) for p in (*stack[stack.index(path):], path))
@@ -173,8 +193,10 @@ def _apply_file(base: DictConfig, path: Path, schema: DictConfig, stack: tuple[P
     entries = OmegaConf.to_container(loaded).get("defaults")
     loaded.pop("defaults", None)
     for other in _defaults_paths(entries, path):
-        base = _apply_file(base, other, schema, (*stack, path))
+        base = _apply_file(base, other, schema, (*stack, path), explicit)
     _check_keys(schema, OmegaConf.to_container(loaded), f"config file {path}")
+    if explicit is not None:
+        explicit |= set(_fields(schema, OmegaConf.to_container(loaded)))
     return _merge(base, loaded, f"config file {path}")
 
 
@@ -193,7 +215,8 @@ def load_config(files: list[str] | tuple[str, ...] = (), overrides: list[str] | 
     A ``group=name`` override (``data=tofu``, ``loss=npo``) merges ``configs/<group>/<name>.yaml``
     after the ``--config`` files and before the ``key=value`` overrides, whatever its place on the
     command line, so ``data=tofu data.forget_split=forget01`` works in either order. Each file's
-    ``defaults`` merge just before its own keys (see the module docstring).
+    ``defaults`` merge just before its own keys (see the module docstring). Last, the data source's
+    own defaults fill every field that no file or override set (:func:`_source_defaults`).
 
     Raises:
         ConfigError: an unknown key (naming the closest valid ones), a value of the wrong type,
@@ -201,18 +224,40 @@ def load_config(files: list[str] | tuple[str, ...] = (), overrides: list[str] | 
             override, or a value out of range (``unlearn.config.validation``).
     """
     schema = OmegaConf.structured(Config)
-    merged = schema
+    merged, explicit = schema, set()
     groups, overrides = split_group_overrides(overrides)
     for name in [*files, *groups]:
-        merged = _apply_file(merged, resolve_config_path(name), schema)
+        merged = _apply_file(merged, resolve_config_path(name), schema, explicit=explicit)
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"Override '{item}' is not of the form key=value (e.g. loss.beta=0.2).")
         key = item.split("=", 1)[0].strip()
         if key not in _valid_keys(schema):
             raise _unknown_key_error(key, _valid_keys(schema), "the command line")
-        merged = _merge(merged, OmegaConf.from_dotlist([item]), f"override '{item}'")
-    return validate(OmegaConf.to_object(merged))
+        override = OmegaConf.from_dotlist([item])
+        merged = _merge(merged, override, f"override '{item}'")
+        explicit |= set(_fields(schema, OmegaConf.to_container(override)))
+    return validate(OmegaConf.to_object(_source_defaults(merged, explicit, schema)))
+
+
+def _source_defaults(merged: DictConfig, explicit: set[str], schema: DictConfig) -> DictConfig:
+    """``merged`` with the data group named like its ``data.source`` filling every field not in ``explicit``.
+
+    The defaults follow the data, not the group: ``data.source=tofu`` alone gets what ``data=tofu``
+    sets (TOFU's ``data.max_length=500`` and ``eval.max_new_tokens=200``), so TOFU's long answers
+    and generations are not cut to the built-in benchmark's lengths; a value a file or an override
+    set wins. ``configs/data/tofu.yaml`` stays the values' only copy.
+    """
+    source = merged.data.source
+    path = configs_dir() / "data" / f"{source}.yaml"
+    if source not in {p.stem for p in path.parent.glob("*.yaml")}:
+        return merged  # a source without a group of its own (files), or not a source at all (validation says so)
+    group = _fields(schema, OmegaConf.to_container(_apply_file(OmegaConf.create(), path, schema)))
+    defaults = OmegaConf.create()
+    for key, value in group.items():
+        if key not in explicit:
+            OmegaConf.update(defaults, key, value)
+    return _merge(merged, defaults, f"config file {path} (the defaults of data.source={source})")
 
 
 def _merge(base: DictConfig, other: DictConfig, origin: str) -> DictConfig:

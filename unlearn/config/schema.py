@@ -49,7 +49,11 @@ class ModelConfig:
     # Model trained without the forget set (forget quality compares against it).
     retain_path: str | None = None
     tokenizer: str | None = None  # defaults to `path`
-    prompt_format: str = "plain"  # plain | llama2 | chat_template
+    # plain | tofu_phi | llama2 | chat_template (docs/definitions.md, "Prompt formats")
+    prompt_format: str = "plain"
+    # Extra variables for the chat template (prompt_format=chat_template), e.g. {date_string: 10 Apr 2025}:
+    # Llama-3 templates print today's date without one. Set a whole dict: model.chat_template_kwargs={k: v}.
+    chat_template_kwargs: dict[str, Any] | None = None
     dtype: str = "float32"  # float32 | bfloat16 | float16
     attn_implementation: str | None = None  # e.g. sdpa, eager, flash_attention_2
     gradient_checkpointing: bool = False
@@ -92,7 +96,7 @@ class DataConfig:
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     forget_split: str = "forget10"
     retain_split: str | None = None  # None: the complement of forget_split (forget10 -> retain90)
-    max_length: int = 128
+    max_length: int = 128  # prompt + answer tokens; data.source=tofu: 500 unless set (configs/data/tofu.yaml)
     batch_size: int = 8  # per device; the effective batch is batch_size * accumulate * devices
     num_workers: int = 0
     seed: int = 1001  # forget/retain pairing and IDK answers
@@ -119,8 +123,9 @@ class LossConfig:
     c_npo: float | None = None
     c_rt: float | None = 5.0
     c_kl: float | None = None
-    kl_mask: str | None = None  # answer | all
+    kl_mask: str | None = None  # answer | all | padded (docs/definitions.md, "KL masks")
     retain: str | None = None  # none | nll | kl (strategies with an optional retain term)
+    idk_mean: str | None = None  # joint | separate (idk: one token mean over IDK + retain, or two)
 
 
 @dataclass
@@ -194,7 +199,7 @@ class EvalConfig:
     enabled: bool = True
     every_n_epochs: int = 1
     max_rows: int | None = None  # first rows of forget/retain only (TOFU's legacy code: 300); None = all
-    max_new_tokens: int = 48  # greedy generation cap for ROUGE-L; TOFU's reference is 200
+    max_new_tokens: int = 48  # greedy generation cap for ROUGE-L; data.source=tofu: TOFU's 200 unless set
     batch_size: int = 32  # sequences per forward pass (prompts per batch when generating)
     num_logged_samples: int = 4  # generations per evaluation written to TensorBoard
     # Stop once model utility < collapse_fraction x its value before unlearning (or is not finite).

@@ -149,7 +149,7 @@ def _check_loss(cfg: Config) -> None:
     # as `os.system`) is rejected with the list of valid strategies.
     from unlearn.losses import build_loss_from_config
 
-    build_loss_from_config(cfg.loss)
+    build_loss_from_config(cfg.loss, max_length=cfg.data.max_length)
 
 
 def validate(cfg: Config) -> Config:

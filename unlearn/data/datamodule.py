@@ -104,16 +104,18 @@ class UnlearningDataModule(L.LightningDataModule):
         forget_rows, retain_rows: question/answer rows.
         idk_answers: refusal sentences; forget question ``i`` gets one drawn from ``seed``.
         tokenizer: a Hugging Face tokenizer with ``eos_token_id`` and ``pad_token_id`` set.
+        prompt_format: a :class:`PromptFormat` or its name (``unlearn.data.formatting``).
         uses_retain, uses_idk: the loss strategy's flags; unused parts are not built.
     """
 
-    def __init__(self, forget_rows, retain_rows, idk_answers, tokenizer, prompt_format: str = "plain",
+    def __init__(self, forget_rows, retain_rows, idk_answers, tokenizer,
+                 prompt_format: str | PromptFormat = "plain",
                  max_length: int = 128, batch_size: int = 8, num_workers: int = 0, seed: int = 1001,
                  uses_retain: bool = True, uses_idk: bool = False, forget_format: str = "qa",
                  retain_format: str = "qa"):
         super().__init__()
         self.tokenizer = tokenizer
-        self.fmt = PromptFormat(prompt_format)
+        self.fmt = PromptFormat.of(prompt_format)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.forget = self._tokenize(forget_rows, forget_format, max_length, "forget")
         self.retain = self._tokenize(retain_rows, retain_format, max_length, "retain") if uses_retain else None

@@ -1,53 +1,86 @@
-"""Prompt formats and tokenisation of question/answer pairs.
+"""Prompt formats and tokenisation of question/answer pairs, as the reference code does it.
 
-The prompt and the answer are tokenised separately and concatenated, so the boundary between
-masked prompt tokens and answer labels is exact for every tokenizer. Labels cover the answer
-tokens and one closing EOS (docs/definitions.md, "Notation"); everything else is ``-100``. The EOS label is
-written explicitly rather than derived from ``input_ids != pad``, so padding with the EOS token
-never hides the real EOS.
+TOFU (``locuslab/tofu``, ``data_module.py``, ``convert_raw_data_to_model_format``; the same function
+in ``licong-lin/negative-preference-optimization``, ``TOFU/data_module.py``) writes the question
+part and the answer part as **one string**, tokenises it **once** (BOS added), and masks the first
+``len(tokenize(question part))`` tokens; one EOS label closes the answer. The project does exactly
+that for every format (:func:`tokenize_qa`), so a boundary token is whatever the reference gets:
+Llama-2's ``"[/INST]The"`` gives the answer label ``The``, never the ``▁The`` (or stray ``▁``) that
+tokenising ``" The"`` on its own gives with a sentencepiece tokenizer. Labels are everything after
+the question part plus that EOS (docs/definitions.md, "Notation"); everything else is ``-100``. The
+EOS label is written explicitly rather than derived from ``input_ids != pad``, so padding with the
+EOS token never hides it. The generation prompt is the question part (TOFU's ``run_generation``
+in ``evaluate_util.py`` generates from it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from unlearn.errors import DataError
 
 IGNORE_INDEX = -100
-PROMPT_FORMATS = ("plain", "llama2", "chat_template")
+PROMPT_FORMATS = ("plain", "llama2", "chat_template", "tofu_phi")
 
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """How a question becomes a prompt and how the answer follows it.
+    """How a question becomes the question part and how the answer part follows it.
 
-    ``plain``: ``"Question: {q}\\nAnswer:"`` then ``" {a}"`` (TOFU's Phi-1.5 format, with the
-    ``Answer:`` tag in the prompt so that only answer words are labels).
-    ``llama2``: ``"[INST] {q} [/INST]"`` then ``" {a}"`` (TOFU's Llama-2-chat format).
-    ``chat_template``: the tokenizer's own chat template with a generation prompt, then ``{a}``.
+    - ``plain``: ``"Question: {q}\\nAnswer:"`` then ``" {a}"``: only answer words are labels (the
+      built-in model's format).
+    - ``tofu_phi``: ``"Question: {q}\\n"`` then ``"Answer: {a}"``: TOFU's Phi-1.5 format (``phi`` in
+      TOFU's ``config/model_config.yaml``), so the ``Answer:`` tokens are labels too.
+    - ``llama2``: ``"[INST] {q} [/INST]"`` then ``"{a}"`` with no space: TOFU's Llama-2-chat format
+      (``llama2-7b``; open-unlearning's ``Llama-2-7b-chat-hf.yaml`` warns that a space hurts).
+    - ``chat_template``: the tokenizer's chat template with a generation prompt, then ``"{a}"``.
+
+    ``chat_template_kwargs`` go to ``apply_chat_template`` (``model.chat_template_kwargs``): Llama-3
+    templates print today's date unless given ``date_string``, which open-unlearning pins
+    (``configs/model/Llama-3.2-*-Instruct.yaml``: ``date_string: 10 Apr 2025``). A rendered template
+    holds its own BOS, so no special tokens are added to it.
     """
 
     name: str = "plain"
+    chat_template_kwargs: dict | None = field(default=None, hash=False)
 
     def __post_init__(self):
         if self.name not in PROMPT_FORMATS:
             raise ValueError(f"Unknown prompt format '{self.name}'; choose one of {', '.join(PROMPT_FORMATS)}.")
 
+    @classmethod
+    def of(cls, spec: str | PromptFormat) -> PromptFormat:
+        """``spec`` itself, or the format of that name (no template arguments)."""
+        return spec if isinstance(spec, PromptFormat) else cls(spec)
+
+    @classmethod
+    def for_model(cls, model_cfg) -> PromptFormat:
+        """The format a ``ModelConfig`` names: ``model.prompt_format`` and ``model.chat_template_kwargs``."""
+        return cls(model_cfg.prompt_format, dict(model_cfg.chat_template_kwargs or {}) or None)
+
     def prompt(self, question: str, tokenizer=None) -> str:
+        """The question part: the prompt the answer follows, and the prompt generation starts from."""
         if self.name == "plain":
             return f"Question: {question}\nAnswer:"
+        if self.name == "tofu_phi":
+            return f"Question: {question}\n"
         if self.name == "llama2":
             return f"[INST] {question} [/INST]"
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError("prompt_format=chat_template needs a tokenizer that has a chat template; "
                              "use model.prompt_format=plain or llama2 for this model.")
-        return tokenizer.apply_chat_template([{"role": "user", "content": question}],
-                                             tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                             add_generation_prompt=True, **(self.chat_template_kwargs or {}))
 
     def answer(self, answer: str) -> str:
-        return answer if self.name == "chat_template" else f" {answer}"
+        """The answer part, appended to the question part as text (never tokenised on its own)."""
+        if self.name == "plain":
+            return f" {answer}"
+        if self.name == "tofu_phi":
+            return f"Answer: {answer}"
+        return answer
 
     @property
     def template_adds_special_tokens(self) -> bool:
@@ -55,10 +88,13 @@ class PromptFormat:
         return self.name == "chat_template"
 
 
+def _ids(tokenizer, fmt: PromptFormat, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=not fmt.template_adds_special_tokens)["input_ids"])
+
+
 def prompt_ids(tokenizer, fmt: PromptFormat, question: str) -> list[int]:
-    """Token ids of the prompt, with the tokenizer's BOS where it uses one."""
-    return tokenizer(fmt.prompt(question, tokenizer),
-                     add_special_tokens=not fmt.template_adds_special_tokens)["input_ids"]
+    """Token ids of the question part, with the tokenizer's BOS where it uses one (the generation prompt)."""
+    return _ids(tokenizer, fmt, fmt.prompt(question, tokenizer))
 
 
 @dataclass
@@ -69,22 +105,28 @@ class TokenizedExample:
 
 
 def tokenize_qa(tokenizer, fmt: PromptFormat, question: str, answer: str, max_length: int) -> TokenizedExample:
-    """Prompt + answer + EOS, labels on the answer and EOS only, cut to ``max_length``.
+    """Question part + answer part as one string, tokenised once, + EOS; cut to ``max_length``.
 
-    A too-long example keeps its prompt and as much of the answer as fits; an example whose
-    prompt alone leaves no room for a single answer token raises, since it would train on nothing.
+    TOFU's ``convert_raw_data_to_model_format`` (``locuslab/tofu``, ``data_module.py``): the first
+    ``len(tokenize(question part))`` tokens are masked, the rest of the string and one EOS are labels.
+    TOFU puts that EOS label on the first (attention-masked) padding position; here it is a real
+    input token, which changes no logit that predicts a label. A too-long example is cut on the
+    right as TOFU's ``truncation=True`` cuts it (the EOS goes first); one whose question part alone
+    leaves no room for a single label raises, since it would train on nothing.
     """
-    prompt = prompt_ids(tokenizer, fmt, question)
-    target = tokenizer(fmt.answer(answer), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    truncated = len(prompt) + len(target) > max_length
-    if truncated:
-        room = max_length - len(prompt)
-        if room < 1:
-            raise DataError(f"The prompt of question {question[:60]!r}... is {len(prompt)} tokens, leaving no room "
-                            f"for the answer within max_length={max_length}; raise data.max_length to at least "
-                            f"{len(prompt) + 1} (better: enough for the whole answer) or shorten the question.")
-        target = target[:room]
-    return TokenizedExample(prompt + target, [IGNORE_INDEX] * len(prompt) + target, truncated)
+    question_part = fmt.prompt(question, tokenizer)
+    n_question = len(_ids(tokenizer, fmt, question_part))
+    ids = _ids(tokenizer, fmt, question_part + fmt.answer(answer))
+    if not ids or ids[-1] != tokenizer.eos_token_id:  # a tokenizer that appends EOS itself gets no second one
+        ids.append(tokenizer.eos_token_id)
+    truncated = len(ids) > max_length
+    if n_question >= max_length:
+        raise DataError(f"The prompt of question {question[:60]!r}... is {n_question} tokens, leaving no room "
+                        f"for the answer within max_length={max_length}; raise data.max_length to at least "
+                        f"{n_question + 1} (better: enough for the whole answer) or shorten the question.")
+    ids = ids[:max_length]
+    labels = [IGNORE_INDEX if i < n_question else token for i, token in enumerate(ids)]
+    return TokenizedExample(ids, labels, truncated)
 
 
 def collate(examples: list[TokenizedExample], pad_token_id: int, index: list[int] | None = None) -> dict:

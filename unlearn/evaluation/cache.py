@@ -3,8 +3,10 @@
 A result is keyed by everything that could change it: the model's identity
 (:func:`unlearn.identity.model_identity`: its path and the names, sizes and modification times of
 its weight and config files, or a hub id's cached revision), the tokenizer's vocabulary, the
-benchmark rows, and the evaluation settings (prompt format, lengths). Retraining a model in place
-changes the identity, so a stale result is never reused.
+benchmark rows, the evaluation settings (prompt format, lengths) and the exact token ids evaluated
+(``TofuEvaluator.settings``: the rendered prompts, so a chat template's date, and every scored
+question/answer sequence with its labels). Retraining a model in place changes the identity, and
+changing how prompts are rendered or tokenised changes the key, so a stale result is never reused.
 """
 
 from __future__ import annotations

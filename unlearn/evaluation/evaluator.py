@@ -100,13 +100,13 @@ class TofuEvaluator:
         tokenizer: The model's tokenizer (pad token set).
         splits: ``{"forget": rows, "retain": rows, "real_authors": rows, "world_facts": rows}``
             (:func:`load_eval_splits`).
-        prompt_format: As in training (``plain``, ``llama2``, ``chat_template``).
+        prompt_format: As in training: a :class:`~unlearn.data.formatting.PromptFormat` or its name.
         max_length: Cap on prompt + answer tokens when scoring.
         max_new_tokens: Generation cap for ROUGE-L (TOFU: 200).
         batch_size: Sequences per forward pass when scoring; prompts per batch when generating.
     """
 
-    def __init__(self, tokenizer, splits: dict[str, list[dict]], prompt_format: str = "plain",
+    def __init__(self, tokenizer, splits: dict[str, list[dict]], prompt_format: str | PromptFormat = "plain",
                  max_length: int = 512, max_new_tokens: int = 48, batch_size: int = 32):
         missing = [name for name in SPLITS if name not in splits]
         if missing:
@@ -115,10 +115,7 @@ class TofuEvaluator:
             raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens}, {batch_size}")
         self.tokenizer, self.splits = tokenizer, splits
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-        self.settings = {"prompt_format": prompt_format, "max_length": max_length, "max_new_tokens": max_new_tokens,
-                         "rows": {name: len(rows) for name, rows in splits.items()},
-                         "benchmark": benchmark_fingerprint(splits), "tokenizer": tokenizer_fingerprint(tokenizer)}
-        fmt = PromptFormat(prompt_format)
+        fmt = PromptFormat.of(prompt_format)
         self.prompts = {name: [prompt_ids(tokenizer, fmt, r["question"]) for r in rows] for name, rows in splits.items()}
         # Per question: [true answer, base answer (author splits only), perturbed answers...].
         self.candidates: dict[str, list[list[TokenizedExample]]] = {}
@@ -126,6 +123,14 @@ class TofuEvaluator:
             self.candidates[name] = [
                 [tokenize_qa(tokenizer, fmt, r["question"], text, max_length) for text in self._texts(name, r)]
                 for r in rows]
+        # The stored retain results are keyed by these (unlearn.evaluation.cache): the exact prompts and
+        # scored tokens, so a chat template's date, a template or tokenisation change is a new key.
+        self.settings = {"prompt_format": fmt.name, "max_length": max_length, "max_new_tokens": max_new_tokens,
+                         "rows": {name: len(rows) for name, rows in splits.items()},
+                         "benchmark": benchmark_fingerprint(splits), "tokenizer": tokenizer_fingerprint(tokenizer),
+                         "prompts": short_hash(self.prompts),
+                         "examples": short_hash({name: [[(e.input_ids, e.labels) for e in c] for c in per_row]
+                                                 for name, per_row in self.candidates.items()})}
 
     @staticmethod
     def _texts(name: str, row: dict) -> list[str]:

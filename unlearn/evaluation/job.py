@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from unlearn.config.schema import Config, EvalConfig, ModelConfig, RunConfig
+from unlearn.data.formatting import PromptFormat
 from unlearn.errors import ConfigError, RunFolderError
 from unlearn.evaluation import EvalResult, TofuEvaluator, format_table, load_eval_splits
 from unlearn.evaluation.cache import load_result, result_path, store_result
@@ -42,7 +43,7 @@ def evaluation_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
-def build_evaluator(source, forget_split: str, tokenizer, prompt_format: str, max_length: int,
+def build_evaluator(source, forget_split: str, tokenizer, prompt_format: str | PromptFormat, max_length: int,
                     settings: EvalConfig) -> TofuEvaluator:
     """The TOFU evaluator over ``source``'s evaluation splits for ``forget_split`` (``eval.*`` in ``settings``)."""
     splits = load_eval_splits(source, forget_split, settings.max_rows)
@@ -132,7 +133,7 @@ def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None 
     out = output_folder(cfg.run, model_path, out)
 
     tokenizer = load_tokenizer(cfg.model.tokenizer or model_path, cfg.model.trust_remote_code)
-    evaluator = build_evaluator(assets.source, cfg.data.forget_split, tokenizer, cfg.model.prompt_format,
+    evaluator = build_evaluator(assets.source, cfg.data.forget_split, tokenizer, PromptFormat.for_model(cfg.model),
                                 cfg.data.max_length, cfg.eval)
     device, load = evaluation_device(cfg.trainer.accelerator), model_loader(cfg.model)
     retain = retain_results(retain_path, evaluator, device, cfg.run.cache_dir, cfg.model.dtype, load)

@@ -19,14 +19,15 @@ from unlearn.models.scoring import answer_nll
 
 
 def _nll_bar(model, tokenizer, fmt: PromptFormat, question: str, answer: str, max_length: int) -> float:
-    total, count = answer_nll(model, tokenizer, [question], [answer], fmt.name, max_length, batch_size=1)
+    total, count = answer_nll(model, tokenizer, [question], [answer], fmt, max_length, batch_size=1)
     return (total / count).item()
 
 
-def naive_evaluate(model, tokenizer, splits: dict[str, list[dict]], prompt_format: str = "plain",
+def naive_evaluate(model, tokenizer, splits: dict[str, list[dict]],
+                   prompt_format: str | PromptFormat = "plain",
                    max_length: int = 512, max_new_tokens: int = 48) -> EvalResult:
     """Every number of the TOFU evaluation, one example at a time."""
-    fmt = PromptFormat(prompt_format)
+    fmt = PromptFormat.of(prompt_format)
     results = {}
     with eval_mode(model):
         for name in SPLITS:

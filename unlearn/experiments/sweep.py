@@ -169,10 +169,11 @@ def collect(out: Path, groups: list[str], everything: list[Run]) -> None:
         if finished:
             from unlearn.reporting.compare import compare
 
-            compare(finished, out / "compare" / group, title=f"{group}: {len(finished)} runs")
+            # The sweep's own folder, redrawn at every collect as more runs finish.
+            compare(finished, out / "compare" / group, title=f"{group}: {len(finished)} runs", overwrite=True)
             with commands.open("a") as f:
                 f.write(shlex.join([sys.executable, "-m", "unlearn", "compare", *map(str, finished), "--out",
-                                    str(out / "compare" / group)]) + "\n")
+                                    str(out / "compare" / group), "--overwrite"]) + "\n")
     if any(r.setting for r in everything):
         (out / "compare").mkdir(parents=True, exist_ok=True)
         (out / "compare" / "overview.md").write_text(overview(out, everything))

@@ -42,7 +42,7 @@ assert BETA_LOSSES == tuple(name for name, cls in LOSSES.items() if "beta" in cl
 def build_loss(name: str, **hparams: Any) -> UnlearningLoss:
     """Instantiate the strategy registered as ``name`` with flat keyword hyperparameters.
 
-    Example: ``build_loss("npo_kl", beta=0.1, c_npo=1.0, c_kl=1.0, kl_mask="answer")``.
+    Example: ``build_loss("npo_kl", beta=0.1, c_npo=1.0, c_kl=1.0, kl_mask="padded", max_length=500)``.
 
     Args:
         name: A key of :data:`LOSSES`.
@@ -66,11 +66,16 @@ def build_loss(name: str, **hparams: Any) -> UnlearningLoss:
     return cls(**hparams)
 
 
-def build_loss_from_config(loss: LossConfig) -> UnlearningLoss:
+def build_loss_from_config(loss: LossConfig, max_length: int | None = None) -> UnlearningLoss:
     """The strategy that ``loss.*`` describes (see ``LossConfig`` for which hyperparameters reach it).
 
     None takes the strategy's own default; a value left at the typed default goes only to
     strategies that accept it; a changed value the strategy does not accept is an error.
+
+    Args:
+        loss: The ``loss`` section.
+        max_length: ``data.max_length``, which the composition root passes on to the strategies
+            that take it (those with a KL term: ``kl_mask="padded"`` divides by batch × max_length).
 
     Raises:
         ConfigError: an unknown strategy or hyperparameter, or a value out of range.
@@ -79,6 +84,8 @@ def build_loss_from_config(loss: LossConfig) -> UnlearningLoss:
     accepted = set(LOSSES[loss.name].hparam_names()) if loss.name in LOSSES else set()
     params = {k: v for k, v in asdict(loss).items()
               if k != "name" and v is not None and (k in accepted or v != defaults[k])}
+    if max_length is not None and "max_length" in accepted:
+        params["max_length"] = max_length
     try:
         return build_loss(loss.name, **params)
     except (ValueError, TypeError) as err:

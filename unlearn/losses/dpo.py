@@ -7,8 +7,12 @@ TOFU (arXiv 2401.06121) and as a baseline in NPO (arXiv 2404.05868):
            (+ optional retain term)
 
 where ``log π`` is the sequence **sum** of answer-token log-probs. The factor 2/β (instead of DPO's
-1) follows the NPO code, so DPO and NPO losses share a scale. Default β = 0.1 is the NPO paper's;
-the retain term is off by default, as in that baseline.
+1) follows the NPO code (the ``dpo`` / ``dpo_grad_diff`` / ``dpo_KL`` branches of
+``CustomTrainerForgetting.compute_loss``, ``TOFU/dataloader.py``, sums from ``get_batch_loss`` in
+``TOFU/data_module.py``), so DPO and NPO losses share a scale. Default β = 0.1 is the NPO paper's;
+the retain term is off by default, as in that baseline. ``retain="nll"`` with ``c_rt = 1`` is
+``dpo_grad_diff`` (a token-mean retain NLL added), ``retain="kl"`` with ``kl_mask="padded"`` and
+``c_kl = 1`` is ``dpo_KL``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ class IdkDPO(UnlearningLoss):
         retain: ``"none"``, ``"nll"`` or ``"kl"``.
         c_rt: Weight of the retain NLL (``retain="nll"``).
         c_kl: Weight of the retain KL (``retain="kl"``).
-        kl_mask: ``"answer"`` or ``"all"`` (``retain="kl"``).
+        kl_mask: ``"answer"``, ``"all"`` or ``"padded"`` (``retain="kl"``; see ``RetainTerm``).
+        max_length: ``data.max_length``; needed by ``retain="kl"`` with ``kl_mask="padded"``.
     """
 
     needs_reference_logps = True
@@ -56,9 +61,10 @@ class IdkDPO(UnlearningLoss):
         c_rt: float = 1.0,
         c_kl: float = 1.0,
         kl_mask: str = "answer",
+        max_length: int | None = None,
     ) -> None:
         self.beta = check_positive("beta", beta)
-        attach_retain_term(self, retain, c_rt, c_kl, kl_mask)
+        attach_retain_term(self, retain, c_rt, c_kl, kl_mask, max_length)
 
     def __call__(
         self, policy: Any, batch: dict[str, dict[str, Tensor]], reference: Reference | None

@@ -4,8 +4,10 @@ Zhang et al., arXiv 2404.05868:
 
     L(θ) = c_npo · L_NPO(θ; forget) + c_kl · KL(π_ref ‖ π_θ)(retain)
 
-Defaults β = 0.1 and ``c_npo = c_kl = 1`` are the paper's TOFU settings. The paper's code averages
-the KL over every position (``kl_mask="all"``); the default here counts answer positions only, see
+Defaults β = 0.1 and ``c_npo = c_kl = 1`` are the paper's TOFU settings. The paper's code (the
+``npo_KL`` branch of ``CustomTrainerForgetting.compute_loss``, ``TOFU/dataloader.py``) sums the KL
+over every position of batches padded to 500 tokens and divides by B·500: ``kl_mask="padded"``, which
+``configs/loss/npo_kl.yaml`` sets. The strategy's own default counts answer positions only, see
 :class:`unlearn.losses.retain.RetainTerm`.
 """
 
@@ -30,7 +32,9 @@ class NPOKL(UnlearningLoss):
         beta: Inverse temperature β > 0.
         c_npo: Weight of the NPO term.
         c_kl: Weight of the KL term.
-        kl_mask: ``"answer"`` (answer positions only) or ``"all"`` (reference code: every position).
+        kl_mask: ``"answer"`` (answer positions), ``"all"`` (every position / B·T, open-unlearning) or
+            ``"padded"`` (every position of the batch padded to ``max_length`` / B·max_length, NPO code).
+        max_length: ``data.max_length``; needed by ``kl_mask="padded"``.
     """
 
     needs_reference_logps = True
@@ -38,13 +42,14 @@ class NPOKL(UnlearningLoss):
     uses_retain = True
 
     def __init__(
-        self, *, beta: float = 0.1, c_npo: float = 1.0, c_kl: float = 1.0, kl_mask: str = "answer"
+        self, *, beta: float = 0.1, c_npo: float = 1.0, c_kl: float = 1.0, kl_mask: str = "answer",
+        max_length: int | None = None,
     ) -> None:
         self.beta = check_positive("beta", beta)
         self.c_npo = check_non_negative("c_npo", c_npo)
         self.c_kl = check_non_negative("c_kl", c_kl)
-        self.retain_term = RetainTerm("kl", self.c_kl, kl_mask)
-        self.kl_mask = self.retain_term.kl_mask
+        self.retain_term = RetainTerm("kl", self.c_kl, kl_mask, max_length)
+        self.kl_mask, self.max_length = self.retain_term.kl_mask, self.retain_term.max_length
 
     def __call__(
         self, policy: Any, batch: dict[str, dict[str, Tensor]], reference: Reference | None

@@ -46,7 +46,8 @@ class SimNPO(UnlearningLoss):
         retain: ``"nll"`` (default), ``"kl"`` or ``"none"``.
         c_rt: Weight of the retain NLL (``retain="nll"``).
         c_kl: Weight of the retain KL (``retain="kl"``, which needs a reference after all).
-        kl_mask: ``"answer"`` or ``"all"`` (``retain="kl"``).
+        kl_mask: ``"answer"``, ``"all"`` or ``"padded"`` (``retain="kl"``; see ``RetainTerm``).
+        max_length: ``data.max_length``; needed by ``retain="kl"`` with ``kl_mask="padded"``.
     """
 
     uses_retain = True
@@ -61,11 +62,12 @@ class SimNPO(UnlearningLoss):
         c_rt: float = 1.0,
         c_kl: float = 1.0,
         kl_mask: str = "answer",
+        max_length: int | None = None,
     ) -> None:
         self.beta = check_positive("beta", beta)
         self.gamma = check_non_negative("gamma", gamma)
         self.c_npo = check_non_negative("c_npo", c_npo)
-        attach_retain_term(self, retain, c_rt, c_kl, kl_mask)
+        attach_retain_term(self, retain, c_rt, c_kl, kl_mask, max_length)
 
     def __call__(
         self, policy: Any, batch: dict[str, dict[str, Tensor]], reference: Reference | None = None

@@ -16,8 +16,9 @@ from unlearn.models.modes import eval_mode
 
 
 @torch.no_grad()
-def answer_nll(model, tokenizer, questions: list[str], answers: list[str], prompt_format: str = "plain",
-               max_length: int = 512, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_nll(model, tokenizer, questions: list[str], answers: list[str],
+               prompt_format: str | PromptFormat = "plain", max_length: int = 512,
+               batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example answer NLL (sum over answer tokens + EOS) and answer length, in input order.
 
     Examples are batched in order of length so that little compute goes to padding.
@@ -26,7 +27,7 @@ def answer_nll(model, tokenizer, questions: list[str], answers: list[str], promp
         ``(nll_sum, n_tokens)``, both ``(N,)``; ``nll_sum / n_tokens`` is ``NLLbar`` (docs/definitions.md,
         "Notation").
     """
-    fmt = PromptFormat(prompt_format)
+    fmt = PromptFormat.of(prompt_format)
     examples = [tokenize_qa(tokenizer, fmt, q, a, max_length) for q, a in zip(questions, answers)]
     return score_examples(model, examples, tokenizer.pad_token_id, batch_size)
 
@@ -58,8 +59,8 @@ def score_examples(model, examples: list[TokenizedExample], pad_token_id: int, b
     return nll, counts
 
 
-def mean_token_nll(model, tokenizer, rows: list[dict], prompt_format: str = "plain", max_length: int = 512,
-                   batch_size: int = 32) -> float:
+def mean_token_nll(model, tokenizer, rows: list[dict], prompt_format: str | PromptFormat = "plain",
+                   max_length: int = 512, batch_size: int = 32) -> float:
     """Mean over examples of the per-token answer NLL (``NLLbar``); rows of raw ``text`` score every token."""
     if rows and "text" in rows[0]:  # documents (data.*_format=text), chunked as in training
         from unlearn.data.custom import tokenize_text

@@ -25,6 +25,9 @@ from unlearn.losses.base import forward_logits, sequence_nll
 from unlearn.models.modes import eval_mode
 
 REFERENCE_MODES = ("auto", "cache", "model", "adapter")
+MISSING_TABLE = ("The reference log-prob cache is missing (neither the run's checkpoint nor the cache file in "
+                 "run.cache_dir holds it), but the policy has already been updated, so it is no longer the "
+                 "reference. Restart the run from the start.")
 
 
 @runtime_checkable
@@ -119,13 +122,15 @@ class CachedReference:
             repeated run never recomputes.
         fingerprint: Identifies the model and data the numbers belong to; a file whose
             fingerprint differs is ignored rather than trusted.
+        resuming: The run continues from a checkpoint, which carries the table
+            (:meth:`state_dict`); the policy has been updated, so the table is never computed.
     """
 
     def __init__(self, examples: dict[str, list], pad_token_id: int, batch_size: int = 32,
-                 path: str | Path | None = None, fingerprint: str = ""):
+                 path: str | Path | None = None, fingerprint: str = "", resuming: bool = False):
         self.examples, self.pad_token_id, self.batch_size = examples, pad_token_id, batch_size
         self.path = Path(path) if path else None
-        self.fingerprint = fingerprint
+        self.fingerprint, self.resuming = fingerprint, resuming
         self.table: dict[str, Tensor] = {}
 
     @property
@@ -136,22 +141,30 @@ class CachedReference:
         """Fill the table: from ``path`` when it matches, else with the not-yet-updated policy.
 
         Under DDP each rank scores every ``world``-th row and the shards are gathered, so the
-        pass costs ``1/world`` of a full one per rank.
+        pass costs ``1/world`` of a full one per rank. A resumed run leaves it to the checkpoint.
         """
         if self.ready or self.load():
             return
-        # On resume Lightning restores the step count only after on_fit_start, so a checkpoint
-        # path is the signal that the policy has moved on. The table normally comes back with the
-        # checkpoint (state_dict below) or from ``path``.
+        if self.resuming:
+            # Most strategies restore the checkpoint (and with it this table, load_state_dict below)
+            # before on_fit_start; FSDP and DeepSpeed only after it (Lightning's
+            # restore_checkpoint_after_setup). check_ready confirms it once training starts.
+            return
+        # Lightning restores the step count only after on_fit_start, so a checkpoint path is the
+        # other signal that the policy has moved on.
         if module.global_step > 0 or getattr(module.trainer, "ckpt_path", None) is not None:
-            raise RuntimeError("The reference log-prob cache is missing, but the policy has already been "
-                               "updated, so it is no longer the reference. Restart the run from the start.")
+            raise RuntimeError(MISSING_TABLE)
         trainer = module.trainer
         self.table = compute_sequence_logps(module.policy, self.examples, self.pad_token_id, self.batch_size,
                                             module.device, trainer.global_rank, trainer.world_size,
                                             gather=module.all_gather, context=trainer.precision_plugin.forward_context)
         if self.path is not None and trainer.is_global_zero:
             self.save()
+
+    def check_ready(self) -> None:
+        """Raises unless the table is full; called when training starts, after any checkpoint is restored."""
+        if not self.ready:
+            raise RuntimeError(MISSING_TABLE)
 
     def state_dict(self) -> dict:
         """The table and its fingerprint, saved in the run's checkpoints so a resume never recomputes."""

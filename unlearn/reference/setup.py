@@ -64,7 +64,7 @@ def resolve_reference_mode(mode: str, loss, lora: bool = False, strategy: str = 
 
 def build_reference(loss, mode: str, model_path: str, datamodule, load_reference_model: Callable[[], object],
                     policy=None, strategy: str = "auto", dtype: str = "float32", precision: str = "32-true",
-                    cache_dir: str = ".cache/unlearn", batch_size: int = 8):
+                    cache_dir: str = ".cache/unlearn", batch_size: int = 8, resuming: bool = False):
     """The reference object for the run, or None when ``loss`` needs none.
 
     Args:
@@ -78,6 +78,8 @@ def build_reference(loss, mode: str, model_path: str, datamodule, load_reference
         dtype, precision: Part of the cache key (the log-probs depend on them).
         cache_dir: The cache lives in ``<cache_dir>/reference``.
         batch_size: Sequences per forward pass when the cache is filled.
+        resuming: The run continues from a checkpoint: the cache comes back with it (or from
+            ``cache_dir``) and is never computed from the already updated policy.
     """
     from unlearn.models.lora import is_lora
 
@@ -95,4 +97,4 @@ def build_reference(loss, mode: str, model_path: str, datamodule, load_reference
                       tokens={k: [e.input_ids for e in v] for k, v in examples.items()},
                       labels={k: [e.labels for e in v] for k, v in examples.items()})
     path = Path(cache_dir).expanduser() / "reference" / f"{key}.safetensors"
-    return CachedReference(examples, datamodule.tokenizer.pad_token_id, batch_size, path, key)
+    return CachedReference(examples, datamodule.tokenizer.pad_token_id, batch_size, path, key, resuming)

@@ -22,12 +22,14 @@ from unlearn.names import FORGET_QUALITY as FQ
 from unlearn.names import MODEL_UTILITY as MU
 from unlearn.names import format_number, metric_key
 from unlearn.reporting.plots import save_png, trajectory_figure
-from unlearn.errors import UnlearnError
+from unlearn.errors import RunFolderError, UnlearnError
+from unlearn.files import atomic_write_text
 
 ROUGE_L, DISTINCT_2, REPETITION = (metric_key("forget", figure) for figure in ("rouge_l", "distinct_2", "repetition"))
 COLUMNS = ("run", "method", "forget split", "forget quality", "model utility (× target)", "forget ROUGE-L",
            "forget distinct-2", "forget repetition", "selected epoch", "last epoch: FQ / MU", "stopped")
 UTILITY_FLOOR = 0.9
+OUTPUTS = ("comparison.md", "comparison.png")
 
 
 def floor_column(floor: float) -> str:
@@ -143,20 +145,27 @@ def comparison_table(runs: dict[str, dict], floor: float = UTILITY_FLOOR) -> str
 
 
 def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = None,
-            utility_floor: float = UTILITY_FLOOR) -> dict[str, Path]:
+            utility_floor: float = UTILITY_FLOOR, overwrite: bool = False) -> dict[str, Path]:
     """Write ``comparison.md`` and ``comparison.png`` for ``run_dirs`` into ``out``.
+
+    Each file is written whole or not at all; an existing one is replaced only with ``overwrite``.
 
     Returns:
         ``{"table": path, "figure": path}``.
 
     Raises:
         NotARunError: a folder that is not a finished, evaluated run (checked before anything is written).
+        RunFolderError: ``out`` already holds a comparison and ``overwrite`` is false (nothing is written).
         ValueError: no folders, two with the same name, or a utility floor outside [0, 1].
     """
     if not run_dirs:
         raise ValueError("give at least one run folder")
     if not 0 <= utility_floor <= 1:
         raise ValueError(f"the utility floor is a fraction of the starting utility in [0, 1], got {utility_floor}")
+    existing = [str(Path(out) / name) for name in OUTPUTS if (Path(out) / name).exists()]
+    if existing and not overwrite:
+        raise RunFolderError(f"{' and '.join(existing)} already exist{'s' * (len(existing) == 1)}; nothing was "
+                             "written. Pass --overwrite to replace the comparison, or choose another --out.")
     runs: dict[str, dict] = {}
     for run_dir in run_dirs:
         name = Path(run_dir).resolve().name
@@ -171,15 +180,15 @@ def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = Non
              "is measured on the forget split's greedy generations and is not part of model utility. "
              f"The last column is the highest forget quality among evaluated epochs whose utility stayed at least "
              f"{utility_floor:g}× the run's epoch 0 (none: no epoch did).", ""]
-    table = out / "comparison.md"
-    table.write_text(f"# {heading}\n\n{comparison_table(runs, utility_floor)}\n" + "\n".join(notes)
-                     + "\n![forget quality vs model utility](comparison.png)\n")
+    table = out / OUTPUTS[0]
+    atomic_write_text(table, f"# {heading}\n\n{comparison_table(runs, utility_floor)}\n" + "\n".join(notes)
+                      + "\n![forget quality vs model utility](comparison.png)\n")
     references = {f"retain model ({s['forget_split']})": ((s["evaluation"].get("retain") or {}).get(MU),
                                                          (s["evaluation"].get("retain") or {}).get(FQ))
                   for s in runs.values()}
     figure = save_png(trajectory_figure({name: s["evaluation"]["history"] for name, s in runs.items()}, heading,
                                         {name: s["evaluation"]["selected_epoch"] for name, s in runs.items()},
-                                        references), out / "comparison.png")
+                                        references), out / OUTPUTS[1])
     return {"table": table, "figure": figure}
 
 
@@ -191,14 +200,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=None, help="folder for comparison.md and comparison.png "
                         "(default: compare/ beside the first run)")
     parser.add_argument("--title", default=None, help="heading of the table and the figure")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing comparison.md and "
+                        "comparison.png in --out (refused otherwise)")
     parser.add_argument("--utility-floor", type=float, default=UTILITY_FLOOR,
                         help="last column: best forget quality among epochs keeping this fraction of the starting "
                              f"model utility (default {UTILITY_FLOOR})")
     args = parser.parse_args(argv)
     out = args.out or Path(args.runs[0]).resolve().parent / "compare"
     try:
-        paths = compare(args.runs, out, args.title, args.utility_floor)
-    except (NotARunError, ValueError) as err:
+        paths = compare(args.runs, out, args.title, args.utility_floor, args.overwrite)
+    except (UnlearnError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(paths["table"].read_text())

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from unlearn.files import atomic_write
 from unlearn.names import FORGET_QUALITY as FQ
 from unlearn.names import MODEL_UTILITY as MU
 from unlearn.names import metric_key
@@ -105,8 +106,7 @@ def figure_to_rgb(fig: Figure) -> np.ndarray:
 
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as a PNG file (parent folders created)."""
+    """Write ``fig`` as a PNG file (parent folders created), whole or not at all (``unlearn.files``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=dpi)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     return path

@@ -24,6 +24,9 @@ from typing_extensions import override
 from unlearn.files import atomic_write
 from unlearn.names import CHECKPOINT_DIR, LAST  # noqa: F401  (part of this module's interface)
 
+# The key, under a checkpoint's "callbacks", of the resolved config the run trains with
+# (callbacks/run_config.py writes it; a resume compares against it).
+RUN_CONFIG_STATE = "RunConfig"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -51,3 +54,20 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     """``<run>/checkpoints/last.ckpt`` when it exists (temporary files of an interrupted write are ignored)."""
     path = Path(run_dir) / CHECKPOINT_DIR / LAST
     return path if path.is_file() else None
+
+
+def checkpoint_config(path: str | Path) -> str | None:
+    """The resolved config (YAML text) that the run of checkpoint ``path`` trained with; None when it holds none.
+
+    The file is memory-mapped, so its tensors are not read: this is cheap even for a large model.
+
+    Raises:
+        OSError, RuntimeError, ...: the file cannot be read as a checkpoint.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # a checkpoint in torch's legacy (non-zip) format cannot be memory-mapped
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    record = (state.get("callbacks") or {}).get(RUN_CONFIG_STATE) if isinstance(state, dict) else None
+    text = record.get("config") if isinstance(record, dict) else None
+    return text if isinstance(text, str) else None

@@ -7,7 +7,11 @@ answers on the forget set come to the retain model's.
 
 On the built-in benchmark the starting point is a freshly built tiny Llama with a tokenizer
 trained on the benchmark's own text, and both models are cached under ``run.cache_dir`` so that
-later runs reuse them.
+later runs reuse them (``models/builtin-<key>``, where the default ``fit`` looks them up). A
+user's model (``model.path``) is fine-tuned into ``--out`` or ``models/finetuned-<name>-<key>``,
+never into the built-in folder: each key identifies what was trained (the starting model's files
+or hub revision, the benchmark's files, the fine-tuning settings), and the folder records it in
+``finetune.json`` so that models trained from something else are never taken for these.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from torch.utils.data import DataLoader
 from unlearn.config.schema import Config, FinetuneConfig
 from unlearn.data.formatting import PromptFormat, collate, tokenize_qa
 from unlearn.data.sources import load_split, retain_split_for
-from unlearn.files import atomic_folder
-from unlearn.identity import short_hash, stable_json
+from unlearn.errors import ModelLoadError, RunFolderError
+from unlearn.files import atomic_folder, atomic_write_text
+from unlearn.identity import model_identity, short_hash, stable_json
 from unlearn.losses.base import token_mean_nll
 from unlearn.models.loading import build_tiny_llama, load_tokenizer, train_tokenizer
 from unlearn.models.policy import build_policy
@@ -35,6 +40,7 @@ from unlearn.training.optim import configure_adamw
 
 log = logging.getLogger(__name__)
 GENERAL_SPLITS = ("real_authors_perturbed", "world_facts_perturbed")
+MANIFEST = "finetune.json"  # what the models in a fine-tuning folder were trained from (user models)
 
 
 class SupervisedFinetuning(L.LightningModule):
@@ -55,11 +61,11 @@ class SupervisedFinetuning(L.LightningModule):
         return configure_adamw(self, self.model, self.lr, self.weight_decay, self.warmup_epochs)
 
 
-def train_on_rows(model, tokenizer, rows: list[dict], prompt_format: str, max_length: int, settings: FinetuneConfig,
-                  accelerator: str = "auto", precision: str = "32-true", progress_bar: bool = True,
-                  desc: str = "model"):
+def train_on_rows(model, tokenizer, rows: list[dict], prompt_format: str | PromptFormat, max_length: int,
+                  settings: FinetuneConfig, accelerator: str = "auto", precision: str = "32-true",
+                  progress_bar: bool = True, desc: str = "model"):
     """Fine-tune ``model`` in place on question/answer ``rows`` (epochs, batch and optimiser from ``settings``)."""
-    fmt = PromptFormat(prompt_format)
+    fmt = PromptFormat.of(prompt_format)
     examples = [tokenize_qa(tokenizer, fmt, r["question"], r["answer"], max_length) for r in rows]
     loader = DataLoader(examples, batch_size=settings.batch_size, shuffle=True,
                         collate_fn=lambda batch: collate(batch, tokenizer.pad_token_id))
@@ -108,21 +114,82 @@ def builtin_model_dir(cfg: Config) -> Path:
     return Path(cfg.run.cache_dir).expanduser() / "models" / f"builtin-{short_hash(key, length=12)}"
 
 
+def check_starting_model(cfg: Config) -> None:
+    """``model.path`` (a user's model to fine-tune) must exist: checked before anything else runs.
+
+    Raises:
+        ModelLoadError: a local path that does not exist, or a tokenizer that cannot be loaded.
+    """
+    path = cfg.model.path
+    local = Path(path).expanduser()
+    if not local.exists() and (path.startswith(("/", ".", "~")) or path.count("/") > 1):
+        raise ModelLoadError(f"model.path={path}: no such folder (and not a Hugging Face hub id, which has the form "
+                             "org/name). Give the folder of the model to fine-tune.")
+    load_tokenizer(cfg.model.tokenizer or path, cfg.model.trust_remote_code)  # a hub id that cannot be reached fails
+
+
+def finetune_key(cfg: Config, source: Path | str) -> dict:
+    """What identifies the models fine-tuned from ``cfg.model.path``: starting model, data, settings."""
+    return {"model": model_identity(cfg.model.path),
+            "tokenizer": model_identity(cfg.model.tokenizer) if cfg.model.tokenizer else None,
+            "data": model_identity(source),  # a folder's .json files (size, time) or the hub id
+            "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format, "max_length": cfg.data.max_length,
+            "template_kwargs": getattr(cfg.model, "chat_template_kwargs", None),
+            "seed": cfg.run.seed, "dtype": cfg.model.dtype, "precision": cfg.trainer.precision}
+
+
+def finetuned_model_dir(cfg: Config, source: Path | str) -> Path:
+    """Cache folder of the models fine-tuned from ``cfg.model.path``; never a built-in model's folder."""
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(str(cfg.model.path).rstrip("/")).name)
+    return (Path(cfg.run.cache_dir).expanduser() / "models" /
+            f"finetuned-{name or 'model'}-{short_hash(finetune_key(cfg, source))}")
+
+
+def _claim(out_dir: Path, key: dict, roles: list[Path]) -> None:
+    """Record ``key`` in ``out_dir`` (a user model's folder), or refuse models trained from something else.
+
+    Raises:
+        RunFolderError: the folder holds models without a record, or a record of another key.
+    """
+    manifest = out_dir / MANIFEST
+    try:
+        recorded = json.loads(manifest.read_text()) if manifest.is_file() else None
+    except (OSError, ValueError):
+        recorded = {}  # unreadable: not a record of these settings
+    if recorded is None and not any(p.exists() for p in roles):
+        atomic_write_text(manifest, json.dumps(key, indent=2))
+    elif recorded != json.loads(json.dumps(key)):
+        what = "models without a record of what they were trained from" if recorded is None else \
+            "models trained from another model, data or settings"
+        raise RunFolderError(f"{out_dir} already holds {what} ({MANIFEST}); they are neither reused nor replaced. "
+                             "Choose another --out, or delete that folder.")
+
+
 def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bool = True) -> dict[str, Path]:
     """Train (or reuse) the target and retain models for ``cfg.data.forget_split``.
 
     Args:
         source: folder of the benchmark's files.
-        out_dir: where the models go; defaults to the built-in cache folder.
+        out_dir: where the models go; defaults to :func:`builtin_model_dir` for the built-in model and
+            to :func:`finetuned_model_dir` for ``cfg.model.path``.
         builtin: start from a fresh tiny Llama; otherwise from ``cfg.model.path``.
 
     Returns:
         ``{"target": path, "retain": path}``; existing models there are reused, never overwritten.
+
+    Raises:
+        RunFolderError: ``out_dir`` holds models trained from another model, data or settings.
     """
-    out_dir = Path(out_dir) if out_dir else builtin_model_dir(cfg)
+    if builtin:
+        out_dir = Path(out_dir) if out_dir else builtin_model_dir(cfg)
+    else:
+        out_dir = Path(out_dir).expanduser() if out_dir else finetuned_model_dir(cfg, source)
     retain_split = cfg.data.retain_split or retain_split_for(cfg.data.forget_split)
     paths = {"target": out_dir / "target", "retain": out_dir / retain_split}
     jobs = {"target": "full", "retain": retain_split}
+    if not builtin:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _claim(out_dir, finetune_key(cfg, source), list(paths.values()))
     if all(p.is_dir() for p in paths.values()):
         return paths
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,9 +217,10 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
         else:
             model = build_policy(cfg.model.path, cfg.model.dtype, cfg.model.trust_remote_code,
                                  cfg.model.attn_implementation)
-        model = train_on_rows(model, tokenizer, finetune_rows(source, split, builtin), cfg.model.prompt_format,
-                              cfg.data.max_length, cfg.finetune, cfg.trainer.accelerator, cfg.trainer.precision,
-                              cfg.trainer.enable_progress_bar, desc=role)
+        model = train_on_rows(model, tokenizer, finetune_rows(source, split, builtin),
+                              PromptFormat.for_model(cfg.model), cfg.data.max_length, cfg.finetune,
+                              cfg.trainer.accelerator, cfg.trainer.precision, cfg.trainer.enable_progress_bar,
+                              desc=role)
         save_pretrained_atomic(model, tokenizer, paths[role])
         del model
         torch.cuda.empty_cache() if torch.cuda.is_available() else None

@@ -20,8 +20,10 @@ import lightning as L
 
 from unlearn.callbacks.checkpointing import LastCheckpoint, RNGState
 from unlearn.callbacks.nll_probe import NLLProbe
-from unlearn.config.schema import Config
+from unlearn.callbacks.run_config import RunConfig
+from unlearn.config.schema import Config, to_yaml
 from unlearn.data.datamodule import UnlearningDataModule
+from unlearn.data.formatting import PromptFormat
 from unlearn.data.rows import load_run_rows
 from unlearn.data.sources import forget_retain_overlap, load_idk_answers
 from unlearn.evaluation.job import NO_TOFU_SPLITS, build_evaluator, evaluation_device, model_loader, retain_results
@@ -39,6 +41,7 @@ from unlearn.training.distributed import (check_strategy, is_launched_rank, is_m
                                           share_run_dir, strategy_name)
 from unlearn.training.module import UnlearningModule
 from unlearn.training.resume import check_new_run, check_outside_inputs, check_resumable, open_run_directory
+from unlearn.training.run_lock import lock_run_folder
 from unlearn.training.runner import build_trainer, train
 from unlearn.training.sharding import build_strategy
 
@@ -47,22 +50,29 @@ SUMMARY_MAX_ROWS = 400  # NLL before/after is a quick health check, not the eval
 
 
 def run_directory(cfg: Config) -> Path:
-    """The run's output folder, checked but not created (``unlearn.training.resume.open_run_directory`` does that).
-
-    Raises:
-        ConfigError: ``run.resume=true`` names no run folder, or the config differs from the run's.
-        RunFolderError: a non-empty folder without ``run.overwrite=true``, or a finished run to resume.
-    """
+    """The run's output folder, neither checked (:func:`check_run_directory`) nor created
+    (``unlearn.training.resume.open_run_directory``)."""
     launched = launched_run_dir(cfg.run.name, cfg.run.output_dir)
     if launched is not None:  # rank 0 has checked and created it (unlearn.training.distributed)
         return launched
     name = cfg.run.name or f"{cfg.loss.name}_{cfg.data.forget_split}_{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = Path(cfg.run.output_dir).expanduser() / name
+    return Path(cfg.run.output_dir).expanduser() / name
+
+
+def check_run_directory(cfg: Config, run_dir: Path) -> None:
+    """Check the run folder for this run (in the process that owns it; a launched rank reuses rank 0's).
+
+    Raises:
+        ConfigError: ``run.resume=true`` names no run folder, or the config differs from the run's.
+        RunFolderError: a non-empty folder without ``run.overwrite=true``, a folder that is no run,
+            or a finished run to resume.
+    """
+    if is_launched_rank():
+        return
     if cfg.run.resume:
         check_resumable(cfg, run_dir)
     else:
         check_new_run(cfg, run_dir)
-    return run_dir
 
 
 def fit_evaluation(cfg: Config, assets: Assets, tokenizer, run_dir: Path) -> FitEvaluation | None:
@@ -73,7 +83,7 @@ def fit_evaluation(cfg: Config, assets: Assets, tokenizer, run_dir: Path) -> Fit
         log.info("%s TOFU's evaluation is skipped, and the summary reports the forget and retain NLL before "
                  "and after unlearning.", NO_TOFU_SPLITS)
         return None
-    evaluator = build_evaluator(assets.source, cfg.data.forget_split, tokenizer, cfg.model.prompt_format,
+    evaluator = build_evaluator(assets.source, cfg.data.forget_split, tokenizer, PromptFormat.for_model(cfg.model),
                                 cfg.data.max_length, cfg.eval)
     retain = retain_results(assets.retain, evaluator, evaluation_device(cfg.trainer.accelerator), cfg.run.cache_dir,
                             cfg.model.dtype, model_loader(cfg.model))
@@ -92,9 +102,18 @@ def fit(cfg: Config) -> dict:
     """
     start = time.time()
     check_strategy(cfg.trainer.strategy)
-    loss = build_loss_from_config(cfg.loss)
-    # Checked now, created only once every input has loaded: a failed start leaves no folder behind.
+    loss = build_loss_from_config(cfg.loss, max_length=cfg.data.max_length)
     run_dir = run_directory(cfg)
+    # One run per folder: the process that owns it (global rank 0, never a launched rank) locks it before any
+    # check or slow work and holds it until the run returns or raises (unlearn.training.run_lock).
+    with lock_run_folder(run_dir, owner=not is_launched_rank()):
+        # Checked now, created only once every input has loaded: a failed start leaves no folder behind.
+        check_run_directory(cfg, run_dir)
+        return _fit_in(cfg, loss, run_dir, start)
+
+
+def _fit_in(cfg: Config, loss, run_dir: Path, start: float) -> dict:
+    """The run itself, in ``run_dir`` (checked, and locked by this process unless it is a launched rank)."""
     assets = resolve_assets(cfg)
     check_outside_inputs(run_dir, (assets.target, assets.retain, assets.source, cfg.model.tokenizer,
                                    cfg.data.idk_path))
@@ -106,7 +125,7 @@ def fit(cfg: Config) -> dict:
     idk = load_idk_answers(assets.source, cfg.data.idk_path) if loss.uses_idk else []
     d = cfg.data
     datamodule = UnlearningDataModule(
-        rows.forget, rows.retain, idk, tokenizer, cfg.model.prompt_format, d.max_length, d.batch_size,
+        rows.forget, rows.retain, idk, tokenizer, PromptFormat.for_model(cfg.model), d.max_length, d.batch_size,
         d.num_workers, d.seed, uses_retain=loss.uses_retain, uses_idk=loss.uses_idk, forget_format=d.forget_format,
         retain_format=d.retain_format)
     data_report = {**datamodule.report(), "forget_in_retain": _overlap(cfg, rows)}
@@ -125,14 +144,15 @@ def fit(cfg: Config) -> dict:
         share_run_dir(run_dir)
     reference = build_reference(loss, cfg.reference.mode, assets.target, datamodule, load_starting_model, policy,
                                 cfg.trainer.strategy, m.dtype, cfg.trainer.precision, cfg.run.cache_dir,
-                                cfg.reference.batch_size)
+                                cfg.reference.batch_size, resuming=checkpoint is not None)
     module = UnlearningModule(policy, loss, reference, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.warmup_epochs,
                               policy_factory=partial(load_starting_model, lora=m.lora))
     probe_rows = {"forget": rows.forget[:SUMMARY_MAX_ROWS], "retain": rows.retain[:SUMMARY_MAX_ROWS]}
-    probe = NLLProbe(tokenizer, {name: r for name, r in probe_rows.items() if r}, m.prompt_format, d.max_length)
+    probe = NLLProbe(tokenizer, {name: r for name, r in probe_rows.items() if r}, PromptFormat.for_model(m),
+                     d.max_length)
     evaluation = fit_evaluation(cfg, assets, tokenizer, run_dir)
     trainer = build_trainer(cfg.trainer, cfg.optim, strategy, run_dir, [
-        probe, *(evaluation.callbacks if evaluation else []), RNGState(),
+        probe, *(evaluation.callbacks if evaluation else []), RNGState(), RunConfig(to_yaml(cfg)),
         LastCheckpoint(run_dir / CHECKPOINT_DIR, cfg.run.checkpoint_every_n_steps)])
     train(trainer, module, datamodule, checkpoint, run_dir, cfg.trainer.collective_timeout_s)
 

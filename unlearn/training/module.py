@@ -78,6 +78,12 @@ class UnlearningModule(L.LightningModule):
             with whole_weights(self.trainer):  # each rank scores its own rows (unlearn.training.sharding)
                 self.reference.setup(self)
 
+    def on_train_start(self) -> None:
+        # Every strategy has restored a resumed run's checkpoint by now (FSDP and DeepSpeed only after
+        # on_fit_start), so a cached reference must be full: it is never recomputed from an updated policy.
+        if hasattr(self.reference, "check_ready"):
+            self.reference.check_ready()
+
     def on_train_epoch_start(self) -> None:
         # The forget/retain pairing moves on each epoch (see unlearn.data.datamodule).
         dataset = getattr(getattr(self.trainer, "datamodule", None), "dataset", None)
@@ -125,7 +131,8 @@ class UnlearningModule(L.LightningModule):
             checkpoint["reference"] = self.reference.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Lightning calls this before on_fit_start, so the reference's setup finds its state in place.
+        # Lightning calls this before on_fit_start, so the reference's setup finds its state in place;
+        # under FSDP and DeepSpeed after it, and a resuming reference leaves its table to this.
         if "reference" in checkpoint and callable(getattr(self.reference, "load_state_dict", None)):
             self.reference.load_state_dict(checkpoint["reference"])
 

@@ -4,7 +4,12 @@ Resuming continues ``<run>/checkpoints/last.ckpt`` in the same folder and delete
 the TensorBoard log grows, ``config.yaml`` stays the original, and anything cached in the folder
 is reused. The configuration must be the one the run started with (except for the keys in
 :data:`MAY_CHANGE_ON_RESUME`), because a resumed run is meant to end where the uninterrupted run
-would have ended.
+would have ended; the checkpoint carries that config (``callbacks/run_config.py``), so the check
+holds even when ``config.yaml`` was deleted or edited.
+
+``run.overwrite=true`` replaces only folders this project recognises as its runs
+(:func:`is_run_folder`); any other non-empty folder is refused, and nothing in it is deleted.
+One process at a time uses a run folder (``unlearn.training.run_lock``).
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from unlearn.training.checkpoints import last_checkpoint
+from unlearn.training.checkpoints import checkpoint_config, last_checkpoint
 from unlearn.config.schema import Config, save_config
 from unlearn.errors import ConfigError, RunFolderError
+from unlearn.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 MODEL_DIR = "model"
+# The top-level sections of a config.yaml written by fit: what makes a folder one of this project's runs.
+RUN_CONFIG_SECTIONS = ("model", "data", "loss", "optim", "trainer", "run")
 # Keys that change where or how often things are written, not what is trained.
 MAY_CHANGE_ON_RESUME = {
     "run.resume", "run.overwrite", "run.name", "run.output_dir", "run.cache_dir", "run.keep_checkpoint",
@@ -56,9 +64,13 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_changes(saved_yaml: Path, cfg: Config) -> list[str]:
-    """``key: saved -> now`` for every training-relevant key that differs from the saved config."""
-    saved = _flatten(OmegaConf.to_container(OmegaConf.load(saved_yaml)))
+def config_changes(saved_yaml: Path | str, cfg: Config) -> list[str]:
+    """``key: saved -> now`` for every training-relevant key that differs from the saved config.
+
+    ``saved_yaml`` is a ``config.yaml`` path, or the YAML text itself (a ``str``, as a checkpoint holds it).
+    """
+    saved_node = OmegaConf.create(saved_yaml) if isinstance(saved_yaml, str) else OmegaConf.load(saved_yaml)
+    saved = _flatten(OmegaConf.to_container(saved_node))
     now = _flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
     # A key the saved file lacks was added to the project later; it cannot be compared.
     return [f"{key}: {saved[key]!r} -> {now[key]!r}" for key in sorted(now)
@@ -79,9 +91,41 @@ def check_outside_inputs(run_dir: Path, inputs: tuple[str | Path | None, ...]) -
                                   "its own input. Choose another run.output_dir or run.name.")
 
 
+def is_run_folder(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is a run folder of this project: it holds the ``config.yaml`` that ``fit`` writes."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return False
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception:  # not YAML, not a mapping: not a config fit wrote
+        return False
+    return isinstance(saved, dict) and all(isinstance(saved.get(key), dict) for key in RUN_CONFIG_SECTIONS)
+
+
+def _listing(folder: Path, limit: int = 5) -> str:
+    names = sorted(p.name for p in folder.iterdir())
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def check_new_run(cfg: Config, run_dir: Path) -> None:
-    """A fresh run may not land in a non-empty folder unless ``run.overwrite=true``."""
-    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.run.overwrite:
+    """A fresh run may not land in a non-empty folder, unless ``run.overwrite=true`` and the folder is a run.
+
+    Raises:
+        RunFolderError: a non-empty folder without ``run.overwrite=true``, or one that is no run of
+            this project (never replaced), or a file in the folder's place.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"Run folder {run_dir} is a file, not a folder. Choose another run.name or "
+                             "run.output_dir.")
+    if not (run_dir.exists() and any(run_dir.iterdir())):
+        return
+    if not is_run_folder(run_dir):
+        raise RunFolderError(f"Run folder {run_dir} already exists and is not empty ({_listing(run_dir)}), and it is "
+                             f"not a run of this project (it has no {CONFIG_FILE} written by fit), so it is never "
+                             "replaced: run.overwrite=true replaces only run folders. Nothing was deleted. Choose "
+                             "another run.name or run.output_dir.")
+    if not cfg.run.overwrite:
         hint = " or pass --resume to continue it" if last_checkpoint(run_dir) and not (run_dir / MODEL_DIR).exists() \
             else ""
         raise RunFolderError(f"Run folder {run_dir} already exists and is not empty. Choose another run.name{hint}, "
@@ -95,9 +139,13 @@ def check_resumable(cfg: Config, run_dir: Path) -> Path | None:
         The checkpoint to continue from, or None when the run stopped before its first one (it
         then starts from the beginning, in the same folder).
 
+    The config is compared with the one the checkpoint carries (the run's source of truth), or
+    with ``config.yaml`` when the checkpoint carries none (checkpoints written before it did).
+
     Raises:
-        ConfigError: no such folder, or the config differs from the saved one.
-        FileExistsError: the run already finished.
+        ConfigError: no such folder, the config differs from the run's, or there is a checkpoint but
+            no record of its config to compare with.
+        RunFolderError: the run already finished, or its checkpoint cannot be read.
     """
     if not run_dir.is_dir():
         runs = sorted(p.name for p in run_dir.parent.iterdir() if p.is_dir()) if run_dir.parent.is_dir() else []
@@ -106,14 +154,32 @@ def check_resumable(cfg: Config, run_dir: Path) -> Path | None:
     if (run_dir / MODEL_DIR).exists():
         raise RunFolderError(f"Run {run_dir} has already finished (its model is {run_dir / MODEL_DIR}); there is "
                               "nothing to resume. Start a new run with another run.name.")
-    saved = run_dir / CONFIG_FILE
-    if saved.is_file():
-        changes = config_changes(saved, cfg)
-        if changes:
-            raise ConfigError(f"run.resume=true: the config differs from the one run {run_dir.name} started with "
-                              f"({saved}): {'; '.join(changes)}. Resume with the same --config files and overrides "
-                              "(plus --resume), or start a new run.")
-    return last_checkpoint(run_dir)
+    checkpoint, saved = last_checkpoint(run_dir), run_dir / CONFIG_FILE
+    recorded = _checkpoint_config(checkpoint) if checkpoint else None
+    if recorded is not None:
+        changes, source = config_changes(recorded, cfg), f"recorded in {checkpoint}"
+    elif saved.is_file():
+        changes, source = config_changes(saved, cfg), str(saved)
+    elif checkpoint is not None:
+        raise ConfigError(f"run.resume=true: run {run_dir.name} has a checkpoint but no {CONFIG_FILE}, and the "
+                          "checkpoint predates the config record, so nothing says which config it was trained with. "
+                          f"Put the run's {CONFIG_FILE} back in {run_dir} (e.g. from the same command with "
+                          f"--show-config), then resume.")
+    else:  # nothing was trained yet: the run starts from the beginning with this config
+        changes, source = [], ""
+    if changes:
+        raise ConfigError(f"run.resume=true: the config differs from the one run {run_dir.name} started with "
+                          f"({source}): {'; '.join(changes)}. Resume with the same --config files and overrides "
+                          "(plus --resume), or start a new run.")
+    return checkpoint
+
+
+def _checkpoint_config(checkpoint: Path) -> str | None:
+    try:
+        return checkpoint_config(checkpoint)
+    except Exception as err:  # unreadable, truncated by a full disk, not a checkpoint
+        raise RunFolderError(f"run.resume=true: cannot read the checkpoint {checkpoint} ({type(err).__name__}: "
+                             f"{err}). It cannot be continued; start a new run.") from err
 
 
 def open_run_directory(cfg: Config, run_dir: Path) -> Path | None:
@@ -132,11 +198,17 @@ def open_run_directory(cfg: Config, run_dir: Path) -> Path | None:
                         "the beginning in the same folder.", run_dir)
         else:
             log.info("Resuming run %s from %s", run_dir, checkpoint)
-        if not (run_dir / CONFIG_FILE).is_file():
-            save_config(cfg, run_dir / CONFIG_FILE)
+        if not (run_dir / CONFIG_FILE).is_file():  # the config the run started with, where the checkpoint has it
+            recorded = _checkpoint_config(checkpoint) if checkpoint else None
+            if recorded:
+                atomic_write_text(run_dir / CONFIG_FILE, recorded)
+            else:
+                save_config(cfg, run_dir / CONFIG_FILE)
         return checkpoint
     check_new_run(cfg, run_dir)
-    if run_dir.exists() and cfg.run.overwrite:
+    if run_dir.exists() and any(run_dir.iterdir()) and cfg.run.overwrite:  # a run folder (check_new_run)
+        log.warning("run.overwrite=true: deleting the earlier run in %s (%s) to start this one there.", run_dir,
+                    _listing(run_dir))
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / CONFIG_FILE)
