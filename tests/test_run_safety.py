@@ -187,7 +187,9 @@ def _popen(args):
 
 @pytest.mark.slow
 def test_two_runs_started_together_in_one_folder(tiny_cache, tmp_path):
-    procs = {lr: _popen(_fit(tmp_path, "same", "trainer.max_epochs=3", f"optim.lr={lr}",
+    # Training lasts about 10 s after a start-up of several: long enough that the later of the two
+    # processes reaches the lock while the earlier one holds it, even on busy cores.
+    procs = {lr: _popen(_fit(tmp_path, "same", "trainer.max_epochs=100", "data.batch_size=1", f"optim.lr={lr}",
                              "trainer.enable_progress_bar=false", cache=tiny_cache)) for lr in ("0.001", "0.002")}
     ended = {}
     while len(ended) < 2:

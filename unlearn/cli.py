@@ -10,6 +10,7 @@ and ends as one ``error:`` line with its exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from dataclasses import asdict, dataclass
@@ -162,4 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileExistsError, FileNotFoundError) as err:  # from the standard library: paths the user gave
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside training (which saves its state and says how to resume)
+        print("error: stopped by Ctrl-C (SIGINT); files already written are whole (atomic writes).", file=sys.stderr)
+        return 130
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: no space left on the device holding {err.filename or 'a file being written'}; files "
+              "already written are whole (atomic writes). Free space and run the command again.", file=sys.stderr)
+        return 1
     return 0

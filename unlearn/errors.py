@@ -49,3 +49,13 @@ class RunInterrupted(UnlearnError, RuntimeError):
     """The run was stopped (SIGTERM) with its state saved; it can be resumed."""
 
     exit_code = 143
+
+
+class RunStoppedByUser(RunInterrupted):
+    """The run was stopped with Ctrl-C (SIGINT); what was saved is in the message, which says how to resume."""
+
+    exit_code = 130
+
+
+class DiskFullError(UnlearnError, OSError):
+    """A file could not be written because its device is full; what was written before is intact."""

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from unlearn.errors import ConfigError
+
 PARTIAL = ".partial"
 OLD = ".old"
 
@@ -102,6 +104,34 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """:func:`atomic_write` of text."""
     atomic_write(path, str(text), encoding=encoding)
+
+
+def check_writable(folder: str | Path, key: str) -> None:
+    """Check, by a real probe, that this process can create ``folder`` (if missing) and write files in it.
+
+    Nothing is left behind: a temporary file is created and deleted in ``folder`` or, when it does
+    not exist yet, in its nearest existing parent (the folder itself is not created). A probe,
+    not the permission bits: root ignores those, and network filesystems may too.
+
+    Raises:
+        ConfigError: naming the folder, the reason and the config key ``key`` to change.
+    """
+    folder = Path(folder).expanduser()
+    where = folder
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        reason = f"{where} is a file, not a folder"
+    else:
+        probe = where / f".unlearn-write-probe.{_host()}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            probe.touch(exist_ok=False)
+            probe.unlink()
+            return
+        except OSError as err:
+            reason = f"{where} is not writable: {err.strerror or err}"
+    raise ConfigError(f"{key}={folder} cannot be used: {reason}. Nothing was loaded or written. Set {key} to a "
+                      "folder this process can write to.")
 
 
 def _process_gone(pid: int) -> bool:

@@ -82,6 +82,11 @@ def resolve_config_path(name: str) -> Path:
     for path in candidates:
         if path.is_file():
             return path
+    folder = next((path for path in candidates[:2] if path.is_dir()), None)
+    if folder is not None:
+        yamls = sorted(p.name for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        listed = (f"Give one of its YAML files: {', '.join(yamls)}." if yamls else "It holds no YAML files.")
+        raise ConfigError(f"Config '{name}': {folder} is a folder, not a config file. {listed}")
     raise ConfigError(f"Config file '{name}' not found (looked at: {', '.join(map(str, candidates))}).")
 
 

@@ -130,6 +130,33 @@ def _check_consistency(cfg: Config) -> None:
                           "data the model keeps, not the data it forgets.")
 
 
+TOFU_HUB_ID = "locuslab/TOFU"
+TOFU_FORGET_SPLITS = ("forget01", "forget05", "forget10")
+
+
+def _check_forget_split(cfg: Config) -> None:
+    """A forgetNN split exists in the built-in benchmark (data.builtin.forget_percents) or on TOFU's hub.
+
+    Checked before anything loads: otherwise the missing split shows up late, as its retain split
+    (``forget07`` -> "Split 'retain93' not found"). A local TOFU folder is checked when it is read.
+    """
+    d = cfg.data
+    if not re.fullmatch(r"forget\d+", d.forget_split):
+        return
+    if d.source == "builtin":
+        available = [f"forget{int(p):02d}" for p in d.builtin.forget_percents]
+        where = ("the built-in benchmark", "or add its percent to data.builtin.forget_percents (e.g. "
+                 f"data.builtin.forget_percents=[{','.join(str(p) for p in d.builtin.forget_percents)},"
+                 f"{int(d.forget_split[6:])}])")
+    elif d.source == "tofu" and (d.path or TOFU_HUB_ID) == TOFU_HUB_ID:
+        available, where = list(TOFU_FORGET_SPLITS), (f"TOFU ({TOFU_HUB_ID})", "")
+    else:
+        return
+    if d.forget_split not in available:
+        raise ConfigError(f"data.forget_split={d.forget_split!r} is not a forget split of {where[0]}; its forget "
+                          f"splits are {', '.join(available)}. Choose one of them{' ' + where[1] if where[1] else ''}.")
+
+
 def _check_eval(cfg: Config) -> None:
     e = cfg.eval
     problems = [f"eval.{name} must be >= {low}, got {value}" for name, value, low in (
@@ -167,6 +194,7 @@ def validate(cfg: Config) -> Config:
     _check_ranges(cfg)
     _check_choices(cfg)
     _check_consistency(cfg)
+    _check_forget_split(cfg)
     _check_eval(cfg)
     _check_loss(cfg)
     return cfg

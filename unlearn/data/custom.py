@@ -14,14 +14,19 @@ from pathlib import Path
 
 from unlearn.data.formatting import TokenizedExample
 from unlearn.data.sources import validate_rows
+from unlearn.data.textfiles import check_data_file, looks_like_path, missing_path_message
 from unlearn.errors import DataError
 
 FORMATS = ("qa", "text")
 READERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
-def read_dataset(path: str, split: str = "train") -> tuple[list[dict], list[str]]:
+def read_dataset(path: str, split: str = "train", key: str = "data path") -> tuple[list[dict], list[str]]:
     """Rows and column names of a data file, a ``save_to_disk`` folder or a hub dataset.
+
+    A CSV file's cells are read as text: ``NA``, ``None`` or ``42`` stay the strings they are.
+    A value that looks like a path (:func:`~unlearn.data.textfiles.looks_like_path`) and does not
+    exist is a missing file, never tried as a hub id.
 
     Raises:
         DataError: the path cannot be read, with what was tried.
@@ -29,13 +34,21 @@ def read_dataset(path: str, split: str = "train") -> tuple[list[dict], list[str]
     import datasets
 
     local = Path(path).expanduser()
+    if not local.exists() and looks_like_path(path):
+        raise DataError(missing_path_message(key, path))
     try:
         if local.is_file():
             reader = READERS.get(local.suffix.lower())
             if reader is None:
                 raise DataError(f"{path}: unknown file type '{local.suffix}'; use one of {', '.join(READERS)}, "
                                 "a folder saved with Dataset.save_to_disk, or a hub dataset id.")
-            dataset = datasets.load_dataset(reader, data_files=str(local), split="train")
+            header = check_data_file(local, reader)
+            options = {}
+            if reader == "csv":  # text stays text: no NA/None -> missing, no "007" -> 7
+                options = {"keep_default_na": False, "na_filter": False, "encoding": "utf-8-sig"}
+                if all(header) and len(set(header)) == len(header):
+                    options["features"] = datasets.Features({name: datasets.Value("string") for name in header})
+            dataset = datasets.load_dataset(reader, data_files=str(local), split="train", **options)
         elif local.is_dir():
             dataset = datasets.load_from_disk(str(local))
             if isinstance(dataset, datasets.DatasetDict):
@@ -69,7 +82,7 @@ def load_custom_set(path: str | None, role: str, fmt: str, columns: dict[str, st
     if not path:
         raise DataError(f"data.source=files needs data.{role}_path=... (a JSONL/CSV/Parquet file, a saved dataset "
                         "folder or a hub dataset id).")
-    rows, present = read_dataset(path)
+    rows, present = read_dataset(path, key=f"data.{role}_path")
     wanted = ("question", "answer") if fmt == "qa" else ("text",)
     missing = [f"data.columns.{field}={columns[field]!r}" for field in wanted if columns[field] not in present]
     if missing:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,11 +12,28 @@ from unlearn.data.sources import load_split, retain_split_for
 
 @dataclass
 class RunRows:
-    """What a run trains on: forget rows, retain rows (empty when unused) and the retain set's name."""
+    """What a run trains on: forget rows, retain rows (empty when unused) and the retain set's name
+    (the split, or the user's retain file; None when no retain set is read)."""
 
     forget: list[dict]
     retain: list[dict]
-    retain_split: str
+    retain_split: str | None
+
+
+def forget_set_name(data: DataConfig) -> str:
+    """A short name for what the run forgets: the forget split, or the stem of the user's forget file
+    (``data.forget_path=data/my_authors.jsonl`` -> ``my_authors``), as the run folder's name uses it."""
+    if data.source != "files" or not data.forget_path:
+        return data.forget_split
+    stem = Path(str(data.forget_path).rstrip("/\\")).stem or "files"
+    return re.sub(r"[^\w.-]+", "-", stem).strip("-.") or "files"
+
+
+def set_names(data: DataConfig) -> str:
+    """The settings that chose the forget and retain sets, with their values, for messages."""
+    if data.source == "files":
+        return f"data.forget_path={data.forget_path} and data.retain_path={data.retain_path}"
+    return f"data.forget_split={data.forget_split} and data.retain_split={data.retain_split or retain_split_for(data.forget_split)}"
 
 
 def load_run_rows(data: DataConfig, source: Path | str, uses_retain: bool) -> RunRows:
@@ -30,6 +48,6 @@ def load_run_rows(data: DataConfig, source: Path | str, uses_retain: bool) -> Ru
         forget = load_custom_set(data.forget_path, "forget", data.forget_format, columns)
         retain = (load_custom_set(data.retain_path, "retain", data.retain_format, columns)
                   if uses_retain or data.retain_path else [])
-        return RunRows(forget, retain, str(data.retain_path))
+        return RunRows(forget, retain, str(data.retain_path) if retain else None)
     retain_split = data.retain_split or retain_split_for(data.forget_split)
     return RunRows(load_split(source, data.forget_split), load_split(source, retain_split), retain_split)

@@ -7,12 +7,12 @@ the same layout.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import asdict
 from pathlib import Path
 
+from unlearn.data.textfiles import looks_like_path, missing_path_message, parse_json_rows, read_text
 from unlearn.errors import DataError
 from unlearn.identity import short_hash, stable_json
 
@@ -36,18 +36,12 @@ def is_local(source: str | Path) -> bool:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON Lines file (TOFU's ``.json``); a plain JSON array is accepted too."""
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        return json.loads(text)
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}, line {number}: not valid JSON ({err.msg}).") from err
-    return rows
+    """Rows of a JSON Lines file (TOFU's ``.json``); a plain JSON array is accepted too.
+
+    Raises:
+        DataError: the file is not UTF-8 (naming the byte) or a line is not JSON (naming the line).
+    """
+    return parse_json_rows(path)
 
 
 def load_split(source: str | Path, split: str, fields: tuple[str, ...] = QA_FIELDS) -> list[dict]:
@@ -60,15 +54,26 @@ def load_split(source: str | Path, split: str, fields: tuple[str, ...] = QA_FIEL
         folder = Path(source).expanduser()
         path = folder / f"{split}.json"
         if not path.is_file():
-            available = sorted(p.stem for p in folder.glob("*.json"))
-            raise DataError(f"Split '{split}' not found: no file {path}. Available splits: {', '.join(available) or 'none'}.")
+            raise DataError(f"Split '{split}' not found: no file {path}. {_available(folder, split)}")
         rows = read_jsonl(path)
         origin = str(path)
+    elif looks_like_path(source):
+        raise DataError(missing_path_message("data.path", source, "folder"))
     else:
         rows = _load_from_hub(str(source), split)
         origin = f"{source} (config '{split}')"
     validate_rows(rows, fields, origin)
     return rows
+
+
+def _available(folder: Path, split: str) -> str:
+    """The splits of ``folder`` of the kind ``split`` names (forget splits for ``forget07``), else all of them."""
+    stems = sorted(p.stem for p in folder.glob("*.json"))
+    kind = re.match(r"(forget|retain)\d", split)
+    same = [s for s in stems if kind and re.fullmatch(kind.group(1) + r"\d+", s)]
+    if same:
+        return f"Available {kind.group(1)} splits: {', '.join(same)}."
+    return f"Available splits: {', '.join(stems) or 'none'}."
 
 
 def _load_from_hub(repo_id: str, split: str) -> list[dict]:
@@ -109,10 +114,12 @@ def validate_rows(rows: list[dict], fields: tuple[str, ...], origin: str) -> Non
                                 "and an answer to learn or forget. Fill it in or remove the row.")
 
 
-def forget_retain_overlap(forget_rows: list[dict], retain_rows: list[dict]) -> int:
+def forget_retain_overlap(forget_rows: list[dict], retain_rows: list[dict],
+                          names: str = "data.forget_split and data.retain_split") -> int:
     """How many forget rows also appear in the retain set (same question and answer, whitespace aside).
 
-    Such a row is pushed down by the forget term and up by the retain term at once.
+    Such a row is pushed down by the forget term and up by the retain term at once. ``names`` says
+    which settings chose the two sets, for the message.
 
     Raises:
         DataError: every forget row is in the retain set, which leaves nothing to forget; this is
@@ -125,8 +132,7 @@ def forget_retain_overlap(forget_rows: list[dict], retain_rows: list[dict]) -> i
     shared = sum(key(r) in retained for r in forget_rows)
     if forget_rows and shared == len(forget_rows):
         raise DataError(f"All {shared} forget rows also appear in the retain set (same question and answer): "
-                        "the model would be trained to forget and to keep the same data. Check "
-                        "data.forget_split and data.retain_split.")
+                        f"the model would be trained to forget and to keep the same data. Check {names}.")
     return shared
 
 
@@ -163,7 +169,7 @@ def load_idk_answers(source: str | Path | None, idk_path: str | Path | None = No
 
 
 def _lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
 
 
 def builtin_benchmark_dir(cache_dir: str | Path, spec) -> Path:

@@ -24,7 +24,7 @@ from unlearn.data.formatting import PromptFormat
 from unlearn.errors import ConfigError, RunFolderError
 from unlearn.evaluation import EvalResult, TofuEvaluator, format_table, load_eval_splits
 from unlearn.evaluation.cache import load_result, result_path, store_result
-from unlearn.files import atomic_write_text
+from unlearn.files import atomic_write_text, check_writable
 from unlearn.models.loading import load_model, load_tokenizer
 from unlearn.training.assets import resolve_assets
 
@@ -92,7 +92,12 @@ def model_loader(model: ModelConfig) -> Callable[[str], object]:
 def output_folder(run: RunConfig, model_path: str, out: str | Path | None) -> Path:
     """``out``, or ``<run.output_dir>/eval_<name>``: ``run.name``, else the model's folder (the run's, for ``<run>/model``).
 
-    An existing non-empty folder needs ``run.overwrite=true``.
+    An existing non-empty folder needs ``run.overwrite=true``. Nothing is created or deleted here
+    (:func:`make_output_folder` does it once the results exist), so a refused evaluation leaves no folder.
+
+    Raises:
+        RunFolderError: a non-empty folder without ``run.overwrite=true``.
+        ConfigError: a folder this process cannot write to.
     """
     if out is None:
         path = Path(str(model_path).rstrip("/"))
@@ -101,13 +106,38 @@ def output_folder(run: RunConfig, model_path: str, out: str | Path | None) -> Pa
         safe = re.sub(r"[^\w.-]+", "_", name or str(model_path))
         out = Path(run.output_dir).expanduser() / f"eval_{safe}"
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not run.overwrite:
-            raise RunFolderError(f"Output folder {out} already exists and is not empty. Choose another --out "
-                                  "or run.name, or pass run.overwrite=true to replace it.")
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"Output folder {out} is a file, not a folder. Choose another --out or run.name.")
+    if out.exists() and any(out.iterdir()) and not run.overwrite:
+        raise RunFolderError(f"Output folder {out} already exists and is not empty. Choose another --out "
+                              "or run.name, or pass run.overwrite=true to replace it.")
+    check_writable(out, "--out (or run.output_dir)")
+    return out
+
+
+def make_output_folder(out: Path, overwrite: bool) -> Path:
+    """Create ``out`` (checked by :func:`output_folder`), replacing a non-empty one under ``run.overwrite=true``."""
+    if overwrite and out.exists() and any(out.iterdir()):
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def check_not_a_run_folder(model_path: str | None) -> None:
+    """``model.path=runs/X`` (a run folder, whose model is ``runs/X/model``) is refused with the path meant.
+
+    Raises:
+        ConfigError: ``model_path`` holds a run's ``config.yaml`` or ``model/`` but no model of its own.
+    """
+    path = Path(str(model_path)).expanduser() if model_path else None
+    if path is None or not path.is_dir() or (path / "config.json").is_file():
+        return
+    if (path / "model").is_dir():
+        raise ConfigError(f"model.path={model_path} is a run folder, not a model; did you mean "
+                          f"model.path={path / 'model'}?")
+    if (path / "config.yaml").is_file() and (path / "checkpoints").is_dir():
+        raise ConfigError(f"model.path={model_path} is a run folder that has not finished (no {path / 'model'} "
+                          "yet); resume it with fit --resume, or evaluate a finished run's model folder.")
 
 
 def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None = None) -> dict:
@@ -125,6 +155,8 @@ def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None 
                           "a fit on your own files reports the forget and retain NLL before and after.")
     if model_path is not None:
         cfg = replace(cfg, model=replace(cfg.model, path=str(model_path)))
+    check_not_a_run_folder(cfg.model.path)
+    check_writable(cfg.run.cache_dir, "run.cache_dir")
     assets = resolve_assets(cfg)
     model_path = str(assets.target)
     retain_path = cfg.model.retain_path or assets.retain
@@ -143,6 +175,7 @@ def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None 
         result = evaluate_model(load, model_path, evaluator, device).compare_with_retain(retain)
     result.info.update(model=model_path, retain_model=retain_path)
 
+    out = make_output_folder(out, cfg.run.overwrite)  # only now: a refused or failed evaluation leaves no folder
     report = result.to_dict()
     report["retain_summary"] = None if retain is None else retain.summary()
     atomic_write_text(out / "eval.json", json.dumps(report, indent=1))

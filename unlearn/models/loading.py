@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from unlearn.errors import ModelLoadError
+from unlearn.errors import ModelLoadError, UnlearnError
+from unlearn.models.safe_load import is_refused_pickle, refusal
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BOS, EOS = "<s>", "</s>"
@@ -22,10 +23,45 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def _explain(path: str, what: str, err: Exception) -> ModelLoadError:
-    where = ("the folder exists but does not hold a loadable " + what) if Path(path).expanduser().exists() \
-        else "no such local folder, and not reachable as a Hugging Face hub id (offline, misspelt, or gated)"
-    return ModelLoadError(f"Cannot load {what} from '{path}': {where}. ({type(err).__name__}: {err})")
+# What a tokenizer folder holds (save_pretrained writes one or more of these); none of them: no tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "merges.txt",
+                   "vocab.txt", "spiece.model", "sentencepiece.bpe.model", "*.tiktoken")
+# transformers' advice that holds only for a sentencepiece or tiktoken vocabulary.
+CONVERTER_ADVICE = "sentencepiece or tiktoken installed"
+
+
+def _cause(folder: Path, err: Exception) -> str:
+    """``err`` as ``(Type: message)``, without advice that does not apply to ``folder``."""
+    lines = str(err).splitlines()
+    if folder.is_dir() and not any(folder.glob("*.model")) and not any(folder.glob("*.tiktoken")):  # nothing to convert
+        lines = [line for line in lines if CONVERTER_ADVICE not in line]
+    text = " ".join(line.strip() for line in lines if line.strip())
+    return f" ({type(err).__name__}: {text})" if text else ""
+
+
+def _explain(path: str, what: str, err: Exception) -> UnlearnError:
+    local = Path(path).expanduser()
+    if is_refused_pickle(err):  # never pass on torch's advice to load it with weights_only=False
+        weights = sorted(local.glob("*.bin")) if local.is_dir() else []
+        return refusal(weights[0] if len(weights) == 1 else local, err,
+                       "Delete it and save the model again with save_pretrained (which writes safetensors), "
+                       "or download it again from a source you trust.")
+    if local.is_file():
+        return ModelLoadError(f"Cannot load {what} from '{path}': it is a file, not a model folder. Give the folder "
+                              "the model was saved to (save_pretrained: config.json, weights, tokenizer files), "
+                              "or a Hugging Face hub id.")
+    if not local.exists():
+        return ModelLoadError(f"Cannot load {what} from '{path}': no such local folder, and not reachable as a "
+                              f"Hugging Face hub id (offline, misspelt, or gated).{_cause(local, err)}")
+    where = f"the folder exists but does not hold a loadable {what}"
+    if what == "tokenizer" and not any(any(local.glob(name)) for name in TOKENIZER_FILES):
+        return ModelLoadError(f"Cannot load tokenizer from '{path}': {where}. It has none of the tokenizer files "
+                              f"({', '.join(TOKENIZER_FILES)}). Save the tokenizer there (tokenizer.save_pretrained) "
+                              "or set model.tokenizer to a folder or hub id that has one.")
+    if what != "tokenizer" and not (local / "config.json").is_file():
+        return ModelLoadError(f"Cannot load {what} from '{path}': {where}. It has no config.json. Give the folder "
+                              "the model was saved to (save_pretrained), or a Hugging Face hub id.")
+    return ModelLoadError(f"Cannot load {what} from '{path}': {where}.{_cause(local, err)}")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):

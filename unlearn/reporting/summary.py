@@ -26,7 +26,8 @@ def format_fit_summary(summary: dict) -> str:
 
 def format_summary(summary: dict) -> str:
     """The text ``fit`` prints when it ends: NLL per split before and after, the evaluation, warnings, paths."""
-    lines = [f"\nUnlearning finished: {summary['loss']} on {summary['forget_split']} "
+    forget = summary.get("forget_set") or summary["forget_split"]  # the split, or the user's forget file
+    lines = [f"\nUnlearning finished: {summary['loss']} on {forget} "
              f"({summary['steps']} steps, {summary['seconds']} s)",
              f"Mean answer NLL per token, before unlearning and after epoch {summary['nll_after_epoch']} "
              "(the epoch saved as the model):",

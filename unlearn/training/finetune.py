@@ -33,6 +33,7 @@ from unlearn.errors import ModelLoadError, RunFolderError
 from unlearn.files import atomic_folder, atomic_write_text
 from unlearn.identity import model_identity, short_hash, stable_json
 from unlearn.losses.base import token_mean_nll
+from unlearn.models.context import check_context_length
 from unlearn.models.loading import build_tiny_llama, load_tokenizer, train_tokenizer
 from unlearn.models.policy import build_policy
 from unlearn.models.saving import save_pretrained_atomic
@@ -118,14 +119,19 @@ def check_starting_model(cfg: Config) -> None:
     """``model.path`` (a user's model to fine-tune) must exist: checked before anything else runs.
 
     Raises:
-        ModelLoadError: a local path that does not exist, or a tokenizer that cannot be loaded.
+        ModelLoadError: a local path that does not exist or is a file, or a tokenizer that cannot be loaded.
+        ConfigError: ``data.max_length`` is longer than the model's context (``max_position_embeddings``).
     """
     path = cfg.model.path
     local = Path(path).expanduser()
     if not local.exists() and (path.startswith(("/", ".", "~")) or path.count("/") > 1):
         raise ModelLoadError(f"model.path={path}: no such folder (and not a Hugging Face hub id, which has the form "
                              "org/name). Give the folder of the model to fine-tune.")
+    if local.is_file():
+        raise ModelLoadError(f"model.path={path}: it is a file, not a model folder. Give the folder the model was "
+                             "saved to (save_pretrained: config.json, weights, tokenizer files), or a hub id.")
     load_tokenizer(cfg.model.tokenizer or path, cfg.model.trust_remote_code)  # a hub id that cannot be reached fails
+    check_context_length([path], cfg.data.max_length, cfg.model.trust_remote_code)
 
 
 def finetune_key(cfg: Config, source: Path | str) -> dict:

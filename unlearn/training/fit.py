@@ -24,12 +24,13 @@ from unlearn.callbacks.run_config import RunConfig
 from unlearn.config.schema import Config, to_yaml
 from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.data.formatting import PromptFormat
-from unlearn.data.rows import load_run_rows
+from unlearn.data.rows import forget_set_name, load_run_rows, set_names
 from unlearn.data.sources import forget_retain_overlap, load_idk_answers
 from unlearn.evaluation.job import NO_TOFU_SPLITS, build_evaluator, evaluation_device, model_loader, retain_results
 from unlearn.evaluation.tracking import FitEvaluation, setup_fit_evaluation
-from unlearn.files import atomic_write_text
+from unlearn.files import atomic_write_text, check_writable
 from unlearn.losses import build_loss_from_config
+from unlearn.models.context import check_context_length
 from unlearn.models.loading import load_tokenizer
 from unlearn.models.policy import build_policy
 from unlearn.models.saving import save_model
@@ -55,7 +56,7 @@ def run_directory(cfg: Config) -> Path:
     launched = launched_run_dir(cfg.run.name, cfg.run.output_dir)
     if launched is not None:  # rank 0 has checked and created it (unlearn.training.distributed)
         return launched
-    name = cfg.run.name or f"{cfg.loss.name}_{cfg.data.forget_split}_{datetime.now():%Y%m%d-%H%M%S}"
+    name = cfg.run.name or f"{cfg.loss.name}_{forget_set_name(cfg.data)}_{datetime.now():%Y%m%d-%H%M%S}"
     return Path(cfg.run.output_dir).expanduser() / name
 
 
@@ -66,9 +67,13 @@ def check_run_directory(cfg: Config, run_dir: Path) -> None:
         ConfigError: ``run.resume=true`` names no run folder, or the config differs from the run's.
         RunFolderError: a non-empty folder without ``run.overwrite=true``, a folder that is no run,
             or a finished run to resume.
+        ConfigError: also when ``run.output_dir`` (or the run folder) or ``run.cache_dir`` is not writable.
     """
     if is_launched_rank():
         return
+    # Every folder the run writes to, before any model or data loads (the lock already sits in run.output_dir).
+    check_writable(run_dir if run_dir.exists() else cfg.run.output_dir, "run.output_dir")
+    check_writable(cfg.run.cache_dir, "run.cache_dir")
     if cfg.run.resume:
         check_resumable(cfg, run_dir)
     else:
@@ -117,6 +122,8 @@ def _fit_in(cfg: Config, loss, run_dir: Path, start: float) -> dict:
     assets = resolve_assets(cfg)
     check_outside_inputs(run_dir, (assets.target, assets.retain, assets.source, cfg.model.tokenizer,
                                    cfg.data.idk_path))
+    # From the models' configs, before any weights load: examples longer than the context are refused.
+    check_context_length([assets.target, assets.retain], cfg.data.max_length, cfg.model.trust_remote_code)
     L.seed_everything(cfg.run.seed, verbose=False)
 
     # Data first: a bad dataset fails in seconds, before the weights load.
@@ -159,7 +166,10 @@ def _fit_in(cfg: Config, loss, run_dir: Path, start: float) -> dict:
     eval_summary = evaluation.summary() if evaluation else None
     nll_epoch, nll_after = probe.after(eval_summary["selected_epoch"] if eval_summary else None)
     summary = {
-        "loss": cfg.loss.name, "loss_hparams": loss.hparams(), "forget_split": cfg.data.forget_split,
+        # The user's own files have no forget split: forget_set names the file (else the split).
+        "loss": cfg.loss.name, "loss_hparams": loss.hparams(),
+        "forget_split": None if cfg.data.source == "files" else cfg.data.forget_split,
+        "forget_set": cfg.data.forget_path if cfg.data.source == "files" else cfg.data.forget_split,
         "retain_split": rows.retain_split, "target_model": assets.target, "retain_model": assets.retain,
         "nll_before": probe.before, "nll_after": nll_after, "nll_after_epoch": nll_epoch, "steps": trainer.global_step,
         "epochs": trainer.current_epoch, "seconds": None, "run_dir": str(run_dir), "model_dir": str(run_dir / "model"),
@@ -189,7 +199,7 @@ def _overlap(cfg: Config, rows) -> int:
     """Forget rows that also sit in the retain set (question/answer data only), with a warning."""
     if not (cfg.data.forget_format == cfg.data.retain_format == "qa" and rows.retain):
         return 0
-    overlap = forget_retain_overlap(rows.forget, rows.retain)
+    overlap = forget_retain_overlap(rows.forget, rows.retain, set_names(cfg.data))
     if overlap:
         log.warning("%d of %d forget rows also appear in the retain set '%s' (same question and answer): the forget "
                     "and retain terms pull them in opposite directions. Remove them from one of the splits.",

@@ -22,10 +22,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from unlearn.training.checkpoints import checkpoint_config, last_checkpoint
+from unlearn.training.checkpoints import checkpoint_config, damaged_checkpoint, last_checkpoint
 from unlearn.config.schema import Config, save_config
 from unlearn.errors import ConfigError, RunFolderError
 from unlearn.files import atomic_write_text
+from unlearn.models.safe_load import UnsafeFileError
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
@@ -159,6 +160,14 @@ def check_resumable(cfg: Config, run_dir: Path) -> Path | None:
     if recorded is not None:
         changes, source = config_changes(recorded, cfg), f"recorded in {checkpoint}"
     elif saved.is_file():
+        if (problem := config_file_problem(saved)) is not None:
+            raise ConfigError(
+                f"run.resume=true: {saved} is damaged ({problem}), and "
+                f"{'the checkpoint predates the config record' if checkpoint else 'the run has no checkpoint yet'}, "
+                f"so nothing says which config run {run_dir.name} started with. Nothing was changed. Put the run's "
+                f"{CONFIG_FILE} back (the same command with --show-config prints it), or "
+                + ("start a new run with another run.name." if checkpoint else
+                   f"delete {saved} to start the run again from the beginning with this config."))
         changes, source = config_changes(saved, cfg), str(saved)
     elif checkpoint is not None:
         raise ConfigError(f"run.resume=true: run {run_dir.name} has a checkpoint but no {CONFIG_FILE}, and the "
@@ -174,12 +183,38 @@ def check_resumable(cfg: Config, run_dir: Path) -> Path | None:
     return checkpoint
 
 
+def config_file_problem(path: Path) -> str | None:
+    """Why the ``config.yaml`` at ``path`` is not a config ``fit`` could have written (not YAML, not a mapping), or None."""
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as err:  # not YAML (or unreadable)
+        return f"not YAML: {(str(err).strip().splitlines() or [type(err).__name__])[0][:160]}"
+    if not isinstance(saved, dict):
+        return f"not a mapping of config sections but a {type(saved).__name__}"
+    return None
+
+
+def _put_back_config(run_dir: Path, recorded: str) -> None:
+    """Write the checkpoint's config as ``config.yaml``; a damaged one there is kept aside, never deleted."""
+    path = run_dir / CONFIG_FILE
+    if path.is_file():
+        problem, aside = config_file_problem(path), path.with_name(f"{CONFIG_FILE}.damaged")
+        n = 1
+        while aside.exists():
+            aside, n = path.with_name(f"{CONFIG_FILE}.damaged.{n}"), n + 1
+        path.rename(aside)
+        log.warning("%s is damaged (%s); the run continues with the config recorded in its checkpoint, written back "
+                    "to %s. The damaged file is kept as %s.", path, problem, path, aside)
+    atomic_write_text(path, recorded)
+
+
 def _checkpoint_config(checkpoint: Path) -> str | None:
     try:
         return checkpoint_config(checkpoint)
+    except UnsafeFileError as err:  # torch's advice (weights_only=False) is never passed on
+        raise UnsafeFileError(f"run.resume=true: {err}") from None
     except Exception as err:  # unreadable, truncated by a full disk, not a checkpoint
-        raise RunFolderError(f"run.resume=true: cannot read the checkpoint {checkpoint} ({type(err).__name__}: "
-                             f"{err}). It cannot be continued; start a new run.") from err
+        raise RunFolderError(f"run.resume=true: {damaged_checkpoint(checkpoint, err)}") from err
 
 
 def open_run_directory(cfg: Config, run_dir: Path) -> Path | None:
@@ -198,12 +233,13 @@ def open_run_directory(cfg: Config, run_dir: Path) -> Path | None:
                         "the beginning in the same folder.", run_dir)
         else:
             log.info("Resuming run %s from %s", run_dir, checkpoint)
-        if not (run_dir / CONFIG_FILE).is_file():  # the config the run started with, where the checkpoint has it
+        saved = run_dir / CONFIG_FILE
+        if not saved.is_file() or config_file_problem(saved):  # the config the run started with, as recorded
             recorded = _checkpoint_config(checkpoint) if checkpoint else None
             if recorded:
-                atomic_write_text(run_dir / CONFIG_FILE, recorded)
-            else:
-                save_config(cfg, run_dir / CONFIG_FILE)
+                _put_back_config(run_dir, recorded)
+            else:  # no record: check_resumable refused a damaged config.yaml; a missing one is written
+                save_config(cfg, saved)
         return checkpoint
     check_new_run(cfg, run_dir)
     if run_dir.exists() and any(run_dir.iterdir()) and cfg.run.overwrite:  # a run folder (check_new_run)
