@@ -152,6 +152,17 @@ def test_an_unknown_forget_split_of_a_local_tofu_folder_lists_its_forget_splits(
                               "Available forget splits: forget01, forget05.")
 
 
+def test_finetune_reports_a_missing_forget_split_not_its_retain_split(tmp_path, capsys):
+    for name in ("forget01", "retain99", "full"):
+        _write(tmp_path / "data" / f"{name}.json", _jsonl(ROWS))
+    assert main(["finetune", "--config", TINY_CONFIG, "data.source=tofu", f"data.path={tmp_path / 'data'}",
+                 "data.forget_split=forget07", f"model.path={tmp_path / 'no-model'}",
+                 f"run.cache_dir={tmp_path / 'cache'}"]) == 1
+    err = capsys.readouterr().err  # before any model loads (the model path does not even exist)
+    assert "Split 'forget07' not found" in err and "Available forget splits: forget01." in err, err
+    assert "retain93" not in err and not (tmp_path / "cache").exists()
+
+
 def test_the_cli_reports_an_unknown_forget_split_in_one_line(capsys):
     assert main(["fit", "--config", TINY_CONFIG, "data.forget_split=forget07"]) == 2
     err = capsys.readouterr().err

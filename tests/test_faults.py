@@ -110,6 +110,16 @@ def test_a_cache_dir_that_is_a_file_is_refused_before_anything_loads(tmp_path, c
     assert "run.cache_dir=" in capsys.readouterr().err and not list((tmp_path / "runs").glob("eval_*"))
 
 
+def test_finetune_checks_its_out_and_cache_dir_before_loading_a_model(tmp_path, capsys):
+    (tmp_path / "file").write_text("a file")
+    args = ["finetune", "--config", TINY_CONFIG, f"model.path={tmp_path / 'no-model'}"]  # loading would fail
+    assert main([*args, f"run.cache_dir={tmp_path / 'file'}"]) == 2
+    assert f"run.cache_dir={tmp_path / 'file'} cannot be used: {tmp_path / 'file'} is a file" in capsys.readouterr().err
+    assert main([*args, f"run.cache_dir={tmp_path / 'cache'}", "--out", str(tmp_path / "file" / "out")]) == 2
+    assert f"--out={tmp_path / 'file' / 'out'} cannot be used" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
+
+
 def test_a_read_only_folder_is_found_by_a_real_write_probe(tmp_path, monkeypatch):
     check_writable(tmp_path / "new" / "deeper", "run.output_dir")  # missing folders are fine, and not created
     assert not (tmp_path / "new").exists() and not list(tmp_path.iterdir())

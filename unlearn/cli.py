@@ -31,8 +31,9 @@ def run_fit(cfg: Config, args) -> None:
 
 def run_finetune(cfg: Config, args) -> None:
     from unlearn.training.assets import resolve_assets
-    from unlearn.training.finetune import check_starting_model, finetune
+    from unlearn.training.finetune import check_finetune_inputs, check_starting_model, finetune
 
+    check_finetune_inputs(cfg, args.out)  # where it writes, and the forget split, before any model loads
     if cfg.model.path is not None:
         check_starting_model(cfg)  # a model.path that does not exist fails before anything runs
     elif args.out is not None:

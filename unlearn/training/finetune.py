@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader
 
 from unlearn.config.schema import Config, FinetuneConfig
 from unlearn.data.formatting import PromptFormat, collate, tokenize_qa
-from unlearn.data.sources import load_split, retain_split_for
+from unlearn.data.sources import is_local, load_split, retain_split_for
 from unlearn.errors import ModelLoadError, RunFolderError
-from unlearn.files import atomic_folder, atomic_write_text
+from unlearn.files import atomic_folder, atomic_write_text, check_writable
 from unlearn.identity import model_identity, short_hash, stable_json
 from unlearn.losses.base import token_mean_nll
 from unlearn.models.context import check_context_length
@@ -115,6 +115,26 @@ def builtin_model_dir(cfg: Config) -> Path:
     return Path(cfg.run.cache_dir).expanduser() / "models" / f"builtin-{short_hash(key, length=12)}"
 
 
+def check_finetune_inputs(cfg: Config, out: str | Path | None = None) -> None:
+    """What ``finetune`` writes to and reads first, checked before any model loads.
+
+    Raises:
+        ConfigError: ``--out`` or ``run.cache_dir`` is a file, or not writable.
+        DataError: the forget split is not in a local TOFU folder (named as such, not as its
+            derived retain split ``retain93``, and before the target model is trained).
+    """
+    if out is not None and cfg.model.path is not None:  # --out is ignored without model.path
+        check_writable(out, "--out")
+    check_writable(cfg.run.cache_dir, "run.cache_dir")
+    check_forget_split(cfg, cfg.data.path)
+
+
+def check_forget_split(cfg: Config, source: Path | str | None) -> None:
+    """``cfg.data.forget_split`` exists in a local TOFU folder ``source``, as ``fit`` reads it first."""
+    if cfg.data.source == "tofu" and source is not None and is_local(source):
+        load_split(source, cfg.data.forget_split)
+
+
 def check_starting_model(cfg: Config) -> None:
     """``model.path`` (a user's model to fine-tune) must exist: checked before anything else runs.
 
@@ -194,6 +214,7 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
     paths = {"target": out_dir / "target", "retain": out_dir / retain_split}
     jobs = {"target": "full", "retain": retain_split}
     if not builtin:
+        check_forget_split(cfg, source)
         out_dir.mkdir(parents=True, exist_ok=True)
         _claim(out_dir, finetune_key(cfg, source), list(paths.values()))
     if all(p.is_dir() for p in paths.values()):
