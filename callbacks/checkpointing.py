@@ -45,6 +45,12 @@ class LastCheckpoint(Checkpoint):
             for stale in self.path.parent.glob(f".{self.path.name}.*.partial"):
                 stale.unlink(missing_ok=True)
 
+    @override
+    def on_train_start(self, trainer, pl_module) -> None:
+        # The state at this step is the start (or the checkpoint just resumed): never save it again
+        # from the first micro-batch, which under gradient accumulation would be mid-step.
+        self._last_step_saved = trainer.global_step
+
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)  # full state: the optimiser is needed to resume
         self._last_step_saved = trainer.global_step

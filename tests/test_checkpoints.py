@@ -85,3 +85,24 @@ def test_last_checkpoint_is_one_file_rewritten_every_n_steps_and_at_epoch_end(tm
     trainer.fit(module, datamodule=dm)
     assert saved == [2, 3, 4, 6, 6]  # steps 2 and 4, epoch ends 3 and 6 (step 6 twice: mid-epoch and end state)
     assert [p.name for p in tmp_path.iterdir()] == [LAST]
+
+
+def test_no_checkpoint_is_written_mid_accumulation_at_the_start(tmp_path, one_thread):
+    # With two batches a step, the first batch ends at global step 0 with half a step's gradients:
+    # saving there would record a state an uninterrupted run never has.
+    tokenizer = tiny_tokenizer()
+    tokenizer.pad_token = tokenizer.eos_token
+    saved = []
+
+    class Record(AtomicCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            saved.append(checkpoint["global_step"])
+            super().save_checkpoint(checkpoint, path, storage_options)
+
+    module = UnlearningModule(tiny_model(tokenizer), build_loss("ga"), lr=1e-3, warmup_epochs=0.0)
+    dm = UnlearningDataModule(QA[:6], QA[6:], [], tokenizer, batch_size=2, uses_retain=False)  # 3 batches an epoch
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, accumulate_grad_batches=2, plugins=[Record()],
+                        callbacks=[LastCheckpoint(tmp_path, 1)])
+    trainer.fit(module, datamodule=dm)
+    assert saved == [1, 2, 2, 3, 4, 4]  # every step once it is complete, and each epoch end; never step 0

@@ -90,6 +90,7 @@ def test_hub_ids_still_go_to_the_hub(value):
     ("f.json", "[]", "f.json has no rows (it holds no JSON objects)"),
     ("f.csv", "", "f.csv has no rows (the file is empty)"),
     ("f.csv", "question,answer\n", "f.csv has no rows (only the header line 'question,answer')"),
+    ("f.csv", "\n , \n", "f.csv has no rows (only blank lines)"),
     ("f.jsonl", _jsonl(ROWS[:2]) + '{"question": "q", answer: "a"}\n', "line 3 of {path} is not JSON: Expecting "
      "property name enclosed in double quotes (column 19)"),
     ("f.json", '[{"question": "q", "answer": "a"},]', "f.json is not JSON: Expecting value at line 1, column 35"),

@@ -13,7 +13,7 @@ import argparse
 import errno
 import logging
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from collections.abc import Callable
 
 from unlearn.config.loading import load_config
@@ -54,10 +54,10 @@ def run_eval(cfg: Config, args) -> None:
 
 def run_data(cfg: Config, args) -> None:
     from unlearn.data.benchmark_files import write_benchmark
-    from unlearn.data.synthetic import BenchmarkSpec, generate_benchmark
+    from unlearn.data.synthetic import generate_benchmark
+    from unlearn.training.assets import builtin_spec
 
-    spec = BenchmarkSpec(**{**asdict(cfg.data.builtin), "forget_percents": tuple(cfg.data.builtin.forget_percents)})
-    out = write_benchmark(args.out, generate_benchmark(spec))
+    out = write_benchmark(args.out, generate_benchmark(builtin_spec(cfg)))
     print(f"Wrote the built-in benchmark to {out}")
 
 

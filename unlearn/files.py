@@ -96,11 +96,6 @@ def atomic_write(path: str | Path, data: bytes | str | Callable[[Path], None], *
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """:func:`atomic_write` of bytes."""
-    atomic_write(path, bytes(data))
-
-
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """:func:`atomic_write` of text."""
     atomic_write(path, str(text), encoding=encoding)
@@ -139,7 +134,7 @@ def _process_gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except (PermissionError, OSError):  # it exists (another user's), or we cannot tell
+    except OSError:  # it exists (another user's), or we cannot tell
         return False
     return False
 

@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-# Files whose change changes a model: weights, and its configuration / tokenizer (JSON).
-MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json")
+# Files whose change changes a model: weights, its configuration, and its tokenizer (JSON, a
+# sentencepiece .model, or merges.txt / vocab.txt).
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".model", ".txt")
 
 
 def stable_json(obj: Any) -> str:

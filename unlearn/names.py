@@ -66,3 +66,6 @@ def format_number(value: float | None, digits: str = ".3f") -> str:
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
 SUMMARY_FILE = "summary.json"
+
+# The TOFU benchmark on the Hugging Face hub (data.source=tofu without data.path).
+TOFU_HUB_ID = "locuslab/TOFU"

@@ -19,7 +19,7 @@ from typing import Any
 from unlearn.config.schema import Config
 
 from unlearn.errors import ConfigError
-from unlearn.names import SELECTION_RULES
+from unlearn.names import SELECTION_RULES, TOFU_HUB_ID
 
 DATA_SOURCES = ("builtin", "tofu", "files")
 # Lightning's accepted strings (its `_PRECISION_INPUT`), spelled out so a typo fails at load time.
@@ -130,7 +130,6 @@ def _check_consistency(cfg: Config) -> None:
                           "data the model keeps, not the data it forgets.")
 
 
-TOFU_HUB_ID = "locuslab/TOFU"
 TOFU_FORGET_SPLITS = ("forget01", "forget05", "forget10")
 
 

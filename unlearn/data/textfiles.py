@@ -106,6 +106,8 @@ def check_data_file(path: Path, reader: str) -> list[str] | None:
         records = [r for r in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in r)]
     except csv.Error as err:
         raise DataError(f"{path} is not readable CSV ({err}).") from err
+    if not records:
+        raise _no_rows(path, "only blank lines")
     if len(records) < 2:
         raise _no_rows(path, f"only the header line {','.join(records[0])!r}")
     return records[0]

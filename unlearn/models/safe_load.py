@@ -39,7 +39,7 @@ def _refused_objects(err: BaseException | None) -> list[str]:
     """The names torch gives for the objects it refused (``pathlib.Path.touch``), without its advice."""
     names: list[str] = []
     while err is not None and len(names) < 3:
-        for name in re.findall(r"Unsupported (?:global|operand)[^:]*: (?:GLOBAL )?([\w.<>]+)", str(err)):
+        for name in re.findall(r"Unsupported global[^:]*: (?:GLOBAL )?([\w.<>]+)", str(err)):
             if name not in names:
                 names.append(name)
         err = err.__cause__ or err.__context__

@@ -89,7 +89,6 @@ def check_strategy(strategy: str) -> None:
         log.warning("trainer.strategy=%s has never been run with this project: saving and evaluation under "
                     "ZeRO-3 gather through deepspeed.zero.GatheredParameters, untested (docs/distributed.md). "
                     "trainer.strategy=ddp and fsdp are the tested paths.", strategy)
-    if strategy_name(strategy) == "deepspeed":
         try:
             import deepspeed  # noqa: F401
         except ImportError as err:

@@ -160,7 +160,7 @@ def finetune_key(cfg: Config, source: Path | str) -> dict:
             "tokenizer": model_identity(cfg.model.tokenizer) if cfg.model.tokenizer else None,
             "data": model_identity(source),  # a folder's .json files (size, time) or the hub id
             "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format, "max_length": cfg.data.max_length,
-            "template_kwargs": getattr(cfg.model, "chat_template_kwargs", None),
+            "template_kwargs": cfg.model.chat_template_kwargs,
             "seed": cfg.run.seed, "dtype": cfg.model.dtype, "precision": cfg.trainer.precision}
 
 

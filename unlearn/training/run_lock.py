@@ -180,10 +180,6 @@ class RunFolderLock:
             except OSError:
                 pass  # not empty: another run's folder or lock is in it
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
 
 @contextmanager
 def lock_run_folder(run_dir: str | Path, owner: bool = True) -> Iterator[RunFolderLock | None]:
