@@ -1,4 +1,4 @@
-"""TOFU evaluation during unlearning: before the first update and every N epochs."""
+"""The benchmark's evaluation during unlearning: before the first update and every N epochs."""
 
 from __future__ import annotations
 
@@ -8,43 +8,49 @@ from typing import Any
 import lightning as L
 from typing_extensions import override
 
-from unlearn.evaluation.results import EvalResult
-from unlearn.names import FLUENCY_KEYS, FORGET_QUALITY, MODEL_UTILITY, SUMMARY_KEYS, format_number
-from unlearn.training.sharding import whole_weights
+from unlearn.names import BENCHMARKS, BenchmarkKeys, format_number
+from unlearn.training.sharding import is_sharded, whole_weights
 
 log = logging.getLogger(__name__)
-PROGRESS_BAR_KEYS = (MODEL_UTILITY, FORGET_QUALITY)
 
 
-class TofuEvaluation(L.Callback):
+class BenchmarkEvaluation(L.Callback):
     """Evaluates the policy at epoch 0 (before any update) and after every ``every_n_epochs`` epochs.
 
-    Each evaluation appends a record ``{"epoch", "step", <the 14 summary numbers>}`` to
-    :attr:`records`, logs the numbers as ``forget/*`` and ``utility/*`` to every logger (model
-    utility and forget quality also on the progress bar), and writes a few generations to
-    TensorBoard as text, so that a model turning to gibberish is seen, not only measured. The
-    final epoch is always evaluated. Records are the callback's state: a resumed run keeps its
-    epoch-0 baseline and history. :class:`~unlearn.callbacks.collapse.UtilityCollapseStopping`
-    and :class:`~unlearn.callbacks.selection.BestEpochSelection` read them, so they must come after
-    this callback in the trainer's list.
+    Each evaluation appends a record ``{"epoch", "step", <the benchmark's summary numbers>, <fluency>}``
+    to :attr:`records` (TOFU's 14 numbers and the membership-inference AUCs, or MUSE's VerbMem,
+    KnowMem and PrivLeak, or multiple-choice accuracies), logs the numbers as ``forget/*``,
+    ``utility/*`` and ``privacy/*`` to every logger (the benchmark's utility and forget measure also
+    on the progress bar), and writes a few generations to TensorBoard as text, so that a model turning
+    to gibberish is seen, not only measured. The final epoch is always evaluated. Records are the
+    callback's state: a resumed run keeps its epoch-0 baseline and history.
+    :class:`~unlearn.callbacks.collapse.UtilityCollapseStopping` and
+    :class:`~unlearn.callbacks.selection.BestEpochSelection` read them, so they must come after this
+    callback in the trainer's list.
 
     Args:
-        evaluator: A :class:`~unlearn.evaluation.TofuEvaluator` (called on every rank; it gathers).
+        evaluator: Called as ``evaluator(model, rank=, world_size=)`` on every rank (it gathers) and
+            returning a result with ``summary()``, ``fluency()``, ``samples()`` and
+            ``compare_with_retain()`` (:class:`~unlearn.evaluation.results.EvalResult`, MUSE's or
+            multiple choice's result).
         every_n_epochs: Evaluate after epochs ``n, 2n, ...`` (and the last).
-        retain: The retain model's results, for forget quality; None reports it unavailable.
-        num_logged_samples: Generations per split (forget and retain) written to TensorBoard.
+        retain: The retain model's results (forget quality, PrivLeak, the reference attack); None
+            reports those unavailable.
+        num_logged_samples: Generations per set written to TensorBoard.
+        benchmark: The benchmark's keys (:data:`unlearn.names.BENCHMARKS`).
     """
 
-    def __init__(self, evaluator, every_n_epochs: int = 1, retain: EvalResult | None = None,
-                 num_logged_samples: int = 4):
+    def __init__(self, evaluator, every_n_epochs: int = 1, retain=None, num_logged_samples: int = 4,
+                 benchmark: BenchmarkKeys = BENCHMARKS["tofu"]):
         if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be an integer >= 1, got {every_n_epochs!r}")
         if not isinstance(num_logged_samples, int) or num_logged_samples < 0:
             raise ValueError(f"num_logged_samples must be an integer >= 0, got {num_logged_samples!r}")
         self.evaluator, self.every_n_epochs = evaluator, every_n_epochs
         self.retain, self.num_logged_samples = retain, num_logged_samples
+        self.benchmark = benchmark
         self.records: list[dict[str, Any]] = []
-        self.latest: EvalResult | None = None
+        self.latest = None
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> dict[str, Any]:
         """Evaluate now, record the result as ``epoch`` and log it."""
@@ -52,7 +58,8 @@ class TofuEvaluation(L.Callback):
         # Each rank answers its own questions, for as many tokens as it needs: under a sharding
         # strategy that needs every weight whole on every rank (unlearn.training.sharding).
         with whole_weights(trainer):
-            result = self.evaluator(model, rank=trainer.global_rank, world_size=trainer.world_size)
+            result = self.evaluator(model, rank=trainer.global_rank, world_size=trainer.world_size,
+                                    gradients=not is_sharded(trainer))
         result.compare_with_retain(self.retain)
         record = {"epoch": epoch, "step": trainer.global_step, **result.summary(), **result.fluency()}
         self.records.append(record)
@@ -60,20 +67,22 @@ class TofuEvaluation(L.Callback):
         self._log(trainer, pl_module, record, result)
         return record
 
-    def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, record: dict, result: EvalResult) -> None:
-        metrics = {k: record[k] for k in (*SUMMARY_KEYS, *FLUENCY_KEYS) if record.get(k) is not None}
+    def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, record: dict, result) -> None:
+        metrics = {k: v for k, v in record.items() if k not in ("epoch", "step") and v is not None}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         # The bar shows values logged through the module; the loggers already have them. Every rank
         # holds the same gathered numbers, so they are logged without a collective: with
         # sync_dist=True the progress bar, which only rank 0 draws, would reduce them on rank 0
         # alone, out of step with the other ranks' collectives, and the run would hang.
-        for key in PROGRESS_BAR_KEYS:
+        keys = self.benchmark
+        for key in (keys.utility, keys.forget):
             if key in metrics:
                 pl_module.log(key, float(metrics[key]), prog_bar=True, logger=False, sync_dist=False)
         if trainer.is_global_zero:
-            log.info("Evaluation at epoch %d: forget quality %s, model utility %.3f", record["epoch"],
-                     format_number(record[FORGET_QUALITY], "g"), record[MODEL_UTILITY])
+            log.info("Evaluation at epoch %d: %s %s, %s %s", record["epoch"], keys.forget,
+                     format_number(record.get(keys.forget), "g"), keys.utility,
+                     format_number(record.get(keys.utility), "g"))
             if self.num_logged_samples:
                 self._log_samples(trainer, result)
             self._log_figure(trainer)
@@ -85,21 +94,21 @@ class TofuEvaluation(L.Callback):
             return
         from unlearn.reporting.plots import figure_to_rgb, trajectory_figure
 
-        image = figure_to_rgb(trajectory_figure({"this run": self.records}))
+        image = figure_to_rgb(trajectory_figure({"this run": self.records}, benchmark=self.benchmark))
         for logger in loggers:
             logger.experiment.add_image("figures/trajectory", image, trainer.global_step, dataformats="HWC")
 
-    def _log_samples(self, trainer: L.Trainer, result: EvalResult) -> None:
+    def _log_samples(self, trainer: L.Trainer, result) -> None:
+        samples = result.samples()
         for logger in trainer.loggers:
             add_text = getattr(logger.experiment, "add_text", None)
             if add_text is None:
                 continue
-            for split in ("forget", "retain"):
-                values = result.splits[split]
-                lines = ["| question | true answer | generation |", "|---|---|---|"]
-                for q, a, g in list(zip(values.question, values.answer, values.generation))[:self.num_logged_samples]:
-                    lines.append("| " + " | ".join(_escape(text) for text in (q, a, g)) + " |")
-                add_text(f"samples/{split}", "\n".join(lines), trainer.global_step)
+            for name, triples in samples.items():
+                lines = ["| prompt | truth | generation |", "|---|---|---|"]
+                for triple in triples[:self.num_logged_samples]:
+                    lines.append("| " + " | ".join(_escape(text) for text in triple) + " |")
+                add_text(f"samples/{name}", "\n".join(lines), trainer.global_step)
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -12,23 +12,26 @@ from typing_extensions import override
 
 from unlearn.callbacks.collapse import EvaluationRecords, is_finite
 from unlearn.files import atomic_folder
-from unlearn.names import FORGET_QUALITY as FQ
-from unlearn.names import MODEL_UTILITY as MU
-from unlearn.names import SELECTION_RULES, format_number
+from unlearn.names import BENCHMARKS, SELECTION_RULES, BenchmarkKeys, format_number
 
 log = logging.getLogger(__name__)
 
 
-def selection_key(record: dict[str, Any], rule: str, threshold: float) -> tuple:
+def selection_key(record: dict[str, Any], rule: str, threshold: float,
+                  benchmark: BenchmarkKeys = BENCHMARKS["tofu"]) -> tuple:
     """Sort key of an evaluated epoch under ``rule``; the largest key is selected, the earliest on ties.
 
-    ``forget_quality``: epochs whose model utility is at least ``threshold`` come first, ranked by
-    forget quality (then utility); if none qualifies, the highest utility. ``model_utility``: the
-    highest utility. ``last``: the latest epoch. A missing forget quality ranks lowest; a
-    non-finite utility ranks below every finite one.
+    ``forget_quality``: epochs whose utility (the benchmark's: TOFU's model utility, MUSE's KnowMem
+    on retain) is at least ``threshold`` come first, ranked by the benchmark's forget score (TOFU's
+    forget quality; MUSE's PrivLeak closest to 0; see :meth:`BenchmarkKeys.selection_score`), then
+    utility; if none qualifies, the highest utility. ``model_utility``: the highest utility. ``last``:
+    the latest epoch. A missing forget score ranks lowest; a non-finite utility ranks below every
+    finite one.
     """
-    utility = record[MU] if is_finite(record[MU]) else float("-inf")
-    quality = record[FQ] if is_finite(record[FQ]) else -1.0
+    value = record.get(benchmark.utility)
+    utility = value if is_finite(value) else float("-inf")
+    score = benchmark.selection_score(record)
+    quality = float("-inf") if score is None else score
     if rule == "last":
         return (record["epoch"],)
     if rule == "model_utility":
@@ -54,10 +57,12 @@ class BestEpochSelection(L.Callback):
         save_dir: Where the best weights go; None keeps only the record (for tests and ``last``).
         save_model: ``save_model(policy, folder)`` writes a complete model folder that does not exist
             yet (``fit`` adds the tokenizer and merges LoRA adapters); default: ``save_pretrained``.
+        benchmark: Which record keys are the utility and the forget score (:data:`unlearn.names.BENCHMARKS`).
     """
 
     def __init__(self, evaluation: EvaluationRecords, rule: str = "forget_quality", collapse_fraction: float = 0.5,
-                 save_dir: str | Path | None = None, save_model: Callable[[Any, Path], None] | None = None):
+                 save_dir: str | Path | None = None, save_model: Callable[[Any, Path], None] | None = None,
+                 benchmark: BenchmarkKeys = BENCHMARKS["tofu"]):
         if rule not in SELECTION_RULES:
             raise ValueError(f"rule must be one of {', '.join(SELECTION_RULES)}, got {rule!r}")
         if isinstance(collapse_fraction, bool) or not isinstance(collapse_fraction, (int, float)) \
@@ -66,6 +71,7 @@ class BestEpochSelection(L.Callback):
         if not hasattr(evaluation, "records"):
             raise TypeError(f"evaluation must keep a list of records, got {type(evaluation).__name__}")
         self.evaluation, self.rule, self.collapse_fraction = evaluation, rule, float(collapse_fraction)
+        self.benchmark = benchmark
         self.save_dir = None if save_dir is None else Path(save_dir)
         self.save_model = save_model or (lambda model, out: model.save_pretrained(out, safe_serialization=True))
         self.selected: dict[str, Any] | None = None
@@ -74,7 +80,8 @@ class BestEpochSelection(L.Callback):
 
     def _baseline(self) -> float:
         records = self.evaluation.records
-        return records[0][MU] if records and is_finite(records[0][MU]) else float("nan")
+        value = records[0].get(self.benchmark.utility) if records else None
+        return value if is_finite(value) else float("nan")
 
     @property
     def threshold(self) -> float:
@@ -87,16 +94,21 @@ class BestEpochSelection(L.Callback):
         """Which epoch was selected and why, in words."""
         if self.selected is None:
             return "no epoch after the start was evaluated"
-        epoch, utility, quality = self.selected["epoch"], self.selected[MU], self.selected[FQ]
+        keys = self.benchmark
+        epoch, utility, quality = self.selected["epoch"], self.selected.get(keys.utility), self.selected.get(keys.selection)
+        utility_name, quality_name = _title(keys.utility), _title(keys.selection)
         if self.rule == "last":
             return f"epoch {epoch}: the last evaluated epoch (eval.selection=last)"
         if self.rule == "model_utility":
-            return f"epoch {epoch}: highest model utility ({utility:.3f}) after the start (eval.selection=model_utility)"
+            return (f"epoch {epoch}: highest {utility_name} ({format_number(utility)}) after the start "
+                    "(eval.selection=model_utility)")
         limit = f"{self.threshold:.3f} ({self.collapse_fraction:g} x its starting value {self._baseline():.3f})"
-        if utility >= self.threshold:
-            return (f"epoch {epoch}: highest forget quality ({format_number(quality, 'g')}) among evaluated epochs "
-                    f"whose model utility stayed >= {limit}")
-        return f"epoch {epoch}: no evaluated epoch kept model utility >= {limit}, so the one with the highest utility"
+        best = {"high": "highest", "low": "lowest", "zero": "closest to 0"}[keys.selection_goal]
+        if is_finite(utility) and utility >= self.threshold:
+            return (f"epoch {epoch}: {best} {quality_name} ({format_number(quality, 'g')}) among evaluated epochs "
+                    f"whose {utility_name} stayed >= {limit}")
+        return (f"epoch {epoch}: no evaluated epoch kept {utility_name} >= {limit}, so the one with the highest "
+                f"{utility_name}")
 
     def consider(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Compare the newest record with the best so far, if it has not been compared yet."""
@@ -107,7 +119,8 @@ class BestEpochSelection(L.Callback):
         self.last_checked_epoch = record["epoch"]
         threshold = self.threshold
         if self.selected is not None and \
-                selection_key(record, self.rule, threshold) <= selection_key(self.selected, self.rule, threshold):
+                selection_key(record, self.rule, threshold, self.benchmark) <= \
+                selection_key(self.selected, self.rule, threshold, self.benchmark):
             return
         self.selected = dict(record)
         if self.rule != "last" and self.save_dir is not None:
@@ -132,7 +145,8 @@ class BestEpochSelection(L.Callback):
     @override
     def state_key(self) -> str:
         # Named by what it ranks on; a changed rule is detected in load_state_dict, not by the key.
-        return self._generate_state_key(ranks=f"{FQ},{MU}")
+        keys = self.benchmark
+        return self._generate_state_key(ranks=f"{keys.selection},{keys.utility}")
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -148,3 +162,8 @@ class BestEpochSelection(L.Callback):
             return
         self.selected, self.saved_epoch = state_dict["selected"], state_dict["saved_epoch"]
         self.last_checked_epoch = state_dict["last_checked_epoch"]
+
+
+def _title(key: str) -> str:
+    """``utility/model_utility`` -> ``model utility``; ``privacy/privleak`` -> ``privleak``."""
+    return key.split("/", 1)[-1].replace("_", " ")

@@ -20,3 +20,6 @@ def test_bench_prints_every_method_with_ratios(capsys):
     weights_mib = sum(p.numel() * 4 for p in build(PRESETS["tiny"], "cpu", torch.float32)[0].parameters()) / 2**20
     extra = float(rows["npo_resident"].group(3)) - float(rows["npo_cached"].group(3))
     assert extra > 0.5 * weights_mib, (extra, weights_mib, out)
+    # Both evaluation lines: TOFU's and MUSE's with membership inference, each checked against its per-example loop.
+    assert out.count("Same metrics: yes; same generations: yes.") == 2, out
+    assert "MUSE + membership-inference throughput" in out

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from tests.helpers import tiny_model, tiny_tokenizer
 from unlearn.callbacks.collapse import UtilityCollapseStopping
-from unlearn.callbacks.evaluation import TofuEvaluation
+from unlearn.callbacks.evaluation import BenchmarkEvaluation
 from unlearn.callbacks.selection import BestEpochSelection, selection_key
 from unlearn.names import FORGET_QUALITY as FQ
 from unlearn.names import MODEL_UTILITY as MU
@@ -18,8 +18,8 @@ from unlearn.names import SELECTION_RULES
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class ScriptedEvaluation(TofuEvaluation):
-    """TofuEvaluation's real schedule and state, with scripted numbers instead of running a model."""
+class ScriptedEvaluation(BenchmarkEvaluation):
+    """BenchmarkEvaluation's real schedule and state, with scripted numbers instead of running a model."""
 
     def __init__(self, utility: dict, quality: dict | None = None, every_n_epochs: int = 1):
         super().__init__(evaluator=None, every_n_epochs=every_n_epochs, num_logged_samples=0)
@@ -113,7 +113,7 @@ def test_callbacks_need_an_evaluation_with_records():
     with pytest.raises(ValueError, match="rule"):
         BestEpochSelection(ScriptedEvaluation({}), rule="best")
     with pytest.raises(ValueError, match="every_n_epochs"):
-        TofuEvaluation(None, every_n_epochs=0)
+        BenchmarkEvaluation(None, every_n_epochs=0)
 
 
 def test_collapse_state_round_trip():

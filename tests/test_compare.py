@@ -1,4 +1,4 @@
-"""``python -m unlearn compare``, its figures, and the sweep's plan, on synthetic run folders."""
+"""``python -m unlearn compare``, its figures and its rows over seeds (mean ± sd, error bars), on synthetic run folders."""
 
 import json
 
@@ -117,59 +117,39 @@ def test_utility_floor_picks_the_best_forget_quality_that_kept_utility(runs, tmp
         compare(runs, tmp_path / "bad", utility_floor=90)
 
 
-def test_sweep_plan_covers_every_strategy_and_split():
-    from unlearn.losses import LOSSES
-    from unlearn.experiments.sweep import plan, select
 
-    runs = plan()
-    assert len(runs) == len(LOSSES) * 4 + 2 + 2 * 5
-    assert {r.name for r in select(runs, ["forget10"])} == {f"forget10_{name}" for name in LOSSES}
-    forget50 = select(runs, ["forget50_npo"])[0]
-    assert "data.builtin.forget_percents=[1,5,10,50]" in forget50.overrides
-    assert forget50.benchmark == ("data.forget_split=forget50", "data.builtin.forget_percents=[1,5,10,50]")
-    assert [r.name for r in select(runs, ["long"])] == ["long_ga", "long_npo"]
-    assert all("eval.collapse_fraction=0" in r.overrides for r in select(runs, ["long"]))
-    beta = select(runs, ["beta"])
-    assert {r.name for r in beta} >= {"forget10_npo_rt_beta0.1", "forget50_npo_rt_beta0.1"}
-    assert all("loss.beta=0.1" in r.overrides for r in beta)
-    # Only strategies that take a beta: the others would reject loss.beta.
-    assert not {r.overrides[0] for r in beta} & {"loss.name=ga", "loss.name=grad_diff", "loss.name=kl", "loss.name=idk"}
-
-
-def test_every_sweep_run_has_a_valid_config():
-    from unlearn.config.loading import load_config
-    from unlearn.losses import build_loss_from_config
-    from unlearn.experiments.sweep import plan, select
-
-    # Every strategy once, the large benchmark and the long runs (the other splits differ only in the split name).
-    for run in select(plan(), ["forget10", "forget50_npo", "long", "beta"]):
-        build_loss_from_config(load_config([], list(run.overrides)).loss)
+def test_runs_of_one_setting_over_seeds_make_one_row_with_error_bars(runs, tmp_path):
+    seeded = [write_run(tmp_path / f"npo_f10_seed{seed}", "npo", [record(0, 0.007, 0.75), record(1, fq, mu)], 1,
+                        stopped=1 if seed == 2 else None)
+              for seed, (fq, mu) in ((1, (0.1, 0.7)), (2, (0.4, 0.6)))]
+    paths = compare([runs[0], *seeded], tmp_path / "seeds")
+    table = paths["table"].read_text()
+    # Hand-worked: forget quality 0.1 and 0.4: mean 0.25, sd sqrt(2 * 0.15^2) = 0.212; utility 0.65 ± 0.0707,
+    # relative to epoch 0 (0.75): 0.867 ± 0.094.
+    assert ("| npo_f10 (n=2) | npo | forget10 | 0.25 ± 0.212 | 0.650 ± 0.071 (0.87 ± 0.09×) | 0.500 ± 0.000 |"
+            in table)
+    assert "| 1.0 ± 0.0 | 1.0 ± 0.0: 0.25 ± 0.212 / 0.650 ± 0.071 | 1 of 2 (collapse) |" in table
+    assert "| ga_run | ga | forget10 | 0.1 |" in table  # a run without seeds keeps its own row
+    separate = compare([runs[0], *seeded], tmp_path / "apart", group_seeds=False)["table"].read_text()
+    assert "| npo_f10_seed1 | npo |" in separate and "(n=2)" not in separate
+    assert paths["figure"].read_bytes()[:8] == PNG_SIGNATURE
 
 
-def test_sweep_overview_puts_each_run_in_its_strategy_and_setting_cell(tmp_path):
-    from unlearn.experiments.sweep import main as sweep_main
-    from unlearn.experiments.sweep import overview, plan
+def test_the_figure_draws_error_bars_for_seeded_trajectories():
+    from matplotlib.container import ErrorbarContainer
 
-    out = tmp_path / "sweep"
-    write_run(out / "forget10_ga", "ga", [record(0, 0.007, 0.75), record(1, 0.1, 0.6), record(2, 0.6, 0.1)],
-              selected=1, stopped=2)
-    write_run(out / "forget10_npo", "npo", [record(0, 0.007, 0.75), record(1, 0.05, 0.74), record(2, 0.4, 0.73)],
-              selected=2)
-    write_run(out / "forget10_npo_beta0.1", "npo", [record(0, 0.007, 0.75), record(1, 0.6, 0.70)], selected=1)
-    write_run(out / "long_ga", "ga", [record(0, 0.007, 0.75), record(1, 0.9, 0.75)], selected=1)
-    text = overview(out, plan())
-    header = text.splitlines()[4]
-    assert header == "| strategy | forget01 | forget05 | forget10 | forget50 | forget10 β=0.1 | forget50 β=0.1 |"
-    # GA kept 0.9x utility at no evaluated epoch; NPO's best such epoch is 2; the β run (0.93x) is its own column.
-    assert "| ga |  |  | none |  | (no β) | (no β) |" in text
-    assert "| npo |  |  | 0.4 (ep 2, rep 0.50) |  | 0.6 (ep 1, rep 0.50) |  |" in text
-    assert "| ga |  |  | 0.1 @ 0.80× |  | (no β) | (no β) |" in text
-    assert "| target (before unlearning) |  |  | 0.007 |  | 0.007 |  |" in text
-    assert "0.9 (ep 1" not in text  # the long runs are not in the overview
-    # --collect rewrites the comparisons and the overview without running anything.
-    assert sweep_main(["--collect", "--out", str(out)]) == 0
-    assert (out / "compare" / "overview.md").read_text() == text
-    assert (out / "compare" / "forget10" / "comparison.png").is_file()
-    assert not (out / "logs").exists()
-    with pytest.raises(SystemExit, match="nothing to collect"):
-        sweep_main(["--collect", "--out", str(tmp_path / "missing")])
+    from unlearn.reporting.stats import mean_history
+
+    histories = [[record(0, 0.01, 0.8), record(1, 0.1, 0.7)], [record(0, 0.01, 0.8), record(1, 0.3, 0.6)]]
+    mean, sd = mean_history(histories)
+    assert mean[1][FORGET_QUALITY] == pytest.approx(0.2) and sd[1][MODEL_UTILITY] == pytest.approx(0.0707, abs=1e-4)
+    fig = trajectory_figure({"npo": mean}, "t", references={"retain": (0.7, 1.0)}, spread={"npo": sd},
+                            selected_points={"npo": ({MODEL_UTILITY: 0.65, FORGET_QUALITY: 0.2},
+                                                     {MODEL_UTILITY: 0.07, FORGET_QUALITY: 0.14})})
+    quality_ax, step_ax = fig.axes[:2]
+    assert sum(isinstance(c, ErrorbarContainer) for c in quality_ax.containers) == 2  # trajectory and star
+    assert any(isinstance(c, ErrorbarContainer) for c in step_ax.containers)
+    assert "±1 sd" in fig._suptitle.get_text()
+    plain = trajectory_figure({"npo": histories[0]})
+    assert not plain.axes[0].containers
+    assert figure_to_rgb(fig).shape[2] == 3

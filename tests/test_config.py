@@ -6,7 +6,7 @@ import pytest
 from unlearn.config.schema import Config, save_config
 
 from unlearn.errors import ConfigError
-from unlearn.config.loading import configs_dir, load_config, read_config_file
+from unlearn.config.loading import NOT_GROUPS, configs_dir, load_config, read_config_file
 
 
 def test_defaults_are_the_builtin_run_with_spec_loss_defaults():
@@ -55,7 +55,7 @@ def test_wrong_type_and_malformed_override_and_missing_file():
 
 
 def test_every_shipped_yaml_loads():
-    files = sorted(configs_dir().rglob("*.yaml"))
+    files = sorted(p for p in configs_dir().rglob("*.yaml") if p.parent.name not in NOT_GROUPS)
     assert len(files) >= 10
     for path in files:
         assert isinstance(load_config([str(path)]), Config), path
@@ -143,7 +143,7 @@ def test_paper_experiment_names_its_groups_and_adds_overrides():
 
 @pytest.mark.parametrize("defaults, message", [
     ("[data/tofoo]", r"defaults entry 'data/tofoo' in config file .*exp\.yaml: there is no config 'tofoo' in "
-                     r"configs/data/\. Choose one of: builtin, tofu\."),
+                     r"configs/data/\. Choose one of: builtin, .*tofu"),
     ("[{data: tofoo}]", r"there is no config 'tofoo' in configs/data/"),
     ("[dataa/tofu]", r"there is no config group 'dataa' in configs/\. Choose one of: data, experiment, loss"),
     ("[tofu]", r"defaults entry 'tofu'.*write group/name"),

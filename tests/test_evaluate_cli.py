@@ -12,7 +12,7 @@ from tests.helpers import TINY_CONFIG
 from unlearn.cli import main
 from unlearn.config.loading import load_config
 from unlearn.training.assets import Assets, resolve_assets
-from unlearn.names import FORGET_QUALITY, MODEL_UTILITY, SUMMARY_KEYS
+from unlearn.names import FORGET_QUALITY, MIA_ATTACKS, MODEL_UTILITY, PRIVACY_KEYS, SUMMARY_KEYS, mia_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -66,18 +66,23 @@ def test_fit_summary_compares_target_retain_and_unlearned(work):
     run = work.runs / "fit"
     evaluation = json.loads((run / "summary.json").read_text())["evaluation"]
     for column in ("target", "retain", "unlearned"):
-        assert list(evaluation[column]) == list(SUMMARY_KEYS)
+        # TOFU's 14 numbers, then membership inference against the built-in holdout authors and memorisation.
+        assert list(evaluation[column]) == [*SUMMARY_KEYS, *PRIVACY_KEYS]
     assert evaluation["retain"][FORGET_QUALITY] == 1.0
+    assert evaluation["retain"][mia_key("reference")] == 0.5  # against itself: every score ties
+    assert all(0 <= evaluation["target"][mia_key(a)] <= 1 for a in MIA_ATTACKS)
+    assert evaluation["benchmark"] == "tofu" and evaluation["unavailable"] == []
     assert [r["epoch"] for r in evaluation["history"]] == [0, 1, 2]
-    assert evaluation["target"] == {k: evaluation["history"][0][k] for k in SUMMARY_KEYS}
+    assert evaluation["target"] == {k: evaluation["history"][0][k] for k in (*SUMMARY_KEYS, *PRIVACY_KEYS)}
     assert evaluation["selected_epoch"] in (1, 2) and f"epoch {evaluation['selected_epoch']}" in \
         evaluation["selection_reason"]
-    assert "| metric | target | retain | unlearned |" in (run / "summary.md").read_text()
+    assert "| metric | target | retain | unlearned |" in (text := (run / "summary.md").read_text())
+    assert "| MIA AUC Min-K% |" in text and "| extraction strength |" in text
     assert (run / "model" / "model.safetensors").is_file() and not (run / "selected").exists()
 
     events = EventAccumulator(str(run / "tensorboard")).Reload()
-    assert {"forget/probability", FORGET_QUALITY, MODEL_UTILITY,
-            "utility/world_facts_truth_ratio"} <= set(events.Tags()["scalars"])
+    assert {"forget/probability", FORGET_QUALITY, MODEL_UTILITY, "utility/world_facts_truth_ratio",
+            mia_key("min_k"), "forget/extraction_strength"} <= set(events.Tags()["scalars"])
     assert len(events.Scalars(MODEL_UTILITY)) == 3
     assert any("samples/forget" in tag for tag in events.Tags()["tensors"])
     # The trajectory figure is redrawn at every evaluation; fluency is logged beside the summary numbers.

@@ -94,7 +94,8 @@ def test_missing_reference_fails_legibly() -> None:
         build_loss("npo")(TablePolicy(TABLE), BATCH, None)
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
+# RMU trains only the parameters it chooses, at a layer this 2-layer model lacks by default: tests/test_rmu.py.
+@pytest.mark.parametrize("name", sorted(set(LOSSES) - {"rmu"}))
 def test_every_strategy_trains_tiny_llama(name: str) -> None:
     """Three AdamW steps move every policy parameter and leave the reference copy bit-equal.
 

@@ -86,7 +86,7 @@ def test_trust_remote_code_is_off_unless_the_user_turns_it_on(monkeypatch):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("loss.name=os.system", "unknown loss 'os.system'; valid losses: ['dpo', 'ga',"),
+    ("loss.name=os.system", "unknown loss 'os.system'; valid losses: ['ce_u', 'dpo', 'ga',"),
     ("loss.name=unlearn.losses.npo.NPO", "unknown loss 'unlearn.losses.npo.NPO'"),
     ("loss._target_=os.system", "Unknown config key 'loss._target_'"),
     ("_target_=os.system", "Unknown config key '_target_'"),

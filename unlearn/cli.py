@@ -2,7 +2,7 @@
 
 One table, :data:`COMMANDS`, lists every command. Most take a run configuration
 (``[--config FILE]... [key=value]...``: typed defaults, then each YAML in order, then the
-overrides) and call one job function; the others (``bench``, ``compare``, ``grid``, ``sweep``) parse
+overrides) and call one job function; the others (``bench``, ``compare``, ``sweep``, ``reproduce``) parse
 their own flags. Every error meant for the user derives from :class:`unlearn.errors.UnlearnError`
 and ends as one ``error:`` line with its exit code, never a traceback.
 """
@@ -52,6 +52,12 @@ def run_eval(cfg: Config, args) -> None:
     evaluate(cfg, out=args.out)
 
 
+def run_attack(cfg: Config, args) -> None:
+    from unlearn.attacks.job import attack
+
+    attack(cfg, out=args.out)
+
+
 def run_data(cfg: Config, args) -> None:
     from unlearn.data.benchmark_files import write_benchmark
     from unlearn.data.synthetic import generate_benchmark
@@ -68,16 +74,16 @@ def run_compare(argv: list[str]) -> int:
     return compare(argv)
 
 
-def run_grid(argv: list[str]) -> int:
-    from unlearn.experiments.grid import main as grid
-
-    return grid(argv)
-
-
 def run_sweep(argv: list[str]) -> int:
     from unlearn.experiments.sweep import main as sweep
 
     return sweep(argv)
+
+
+def run_reproduce(argv: list[str]) -> int:
+    from unlearn.experiments.reproduce import main as reproduce
+
+    return reproduce(argv)
 
 
 def run_bench(argv: list[str]) -> int:
@@ -102,14 +108,17 @@ COMMANDS: dict[str, Command] = {
     "eval": Command("TOFU metrics of a model (model.path=, default the built-in target) against a retain model",
                     run_eval, out="folder for eval.json and eval.md (default: <run.output_dir>/eval_<run.name "
                     "or model name>)"),
+    "attack": Command("relearning, quantisation and paraphrase attacks on a model (attack.name=...; "
+                      "docs/robustness.md)", run_attack, out="folder for attack.json and attack.md (default: the "
+                      "run folder for model.path=<run>/model, else <run.output_dir>/attack_<name>)"),
     "data": Command("write the built-in fictitious-authors benchmark in TOFU's layout", run_data,
                     out="folder to write the benchmark files into", out_required=True),
     "compare": Command("table and figure of finished runs: compare RUN_DIR... [--out DIR]",
                        own_flags=run_compare),
-    "grid": Command("run losses x forget splits as fit runs and collect a table (see `grid --help`)",
-                    own_flags=run_grid),
-    "sweep": Command("the built-in benchmark's findings: every strategy on several forget splits (`sweep --help`)",
-                     own_flags=run_sweep),
+    "sweep": Command("run the fit runs of a sweep file (configs/sweep/) over seeds and collect mean ± sd: "
+                     "sweep FILE.yaml (`sweep --help`)", own_flags=run_sweep),
+    "reproduce": Command("run a published recipe (configs/reproduce/) and check its numbers against their bands: "
+                         "reproduce NAME (`reproduce --help`)", own_flags=run_reproduce),
     "bench": Command("measure step time and peak memory of GA and NPO (see `bench --help`)",
                      own_flags=run_bench),
 }

@@ -66,3 +66,8 @@ def model_identity(path: str | Path) -> dict:
     if revision is not None:
         identity["revision"] = revision
     return identity
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of a tokenizer's vocabulary: evaluation results are keyed by it."""
+    return short_hash(stable_json(sorted(tokenizer.get_vocab().items())))

@@ -9,6 +9,7 @@ strategies). This module imports nothing beyond the standard library, so the lig
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 # --- Metric keys: how every number of a TOFU evaluation is logged and stored ---------------------
 
@@ -31,6 +32,91 @@ SUMMARY_KEYS = (FORGET_QUALITY, MODEL_UTILITY,
 # beside the summary, never part of model utility.
 FLUENCY_KEYS = tuple(metric_key(split, figure) for split in SPLITS for figure in FLUENCY_FIGURES)
 
+
+def is_fluency_key(key: str) -> bool:
+    """Whether a record key is a fluency figure (``forget/distinct_2``, ``forget/verbmem_repetition``...)."""
+    return key.rsplit("/", 1)[-1].endswith(FLUENCY_FIGURES)
+
+# Membership inference and memorisation (docs/evaluation.md, "Privacy"): one ROC-AUC per attack, forget
+# (members) against holdout texts the target never saw, and two memorisation figures on the forget answers.
+MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus", "reference", "gradnorm")
+
+
+def mia_key(attack: str) -> str:
+    """Key of an attack's AUC: ``privacy/mia_min_k``..."""
+    return f"privacy/mia_{attack}"
+
+
+EXACT_MEMORIZATION = "forget/exact_memorization"
+EXTRACTION_STRENGTH = "forget/extraction_strength"
+PRIVACY_KEYS = (*(mia_key(attack) for attack in MIA_ATTACKS), EXACT_MEMORIZATION, EXTRACTION_STRENGTH)
+
+# MUSE's measures (Shi et al. 2024), as its code names them.
+VERBMEM = "forget/verbmem"
+KNOWMEM_FORGET = "forget/knowmem"
+KNOWMEM_RETAIN = "utility/knowmem_retain"
+PRIVLEAK = "privacy/privleak"
+
+# WMDP-style multiple choice: accuracy on the hazardous (forget) domain and on general knowledge.
+FORGET_ACCURACY = "forget/accuracy"
+GENERAL_ACCURACY = "utility/general_accuracy"
+
+
+@dataclass(frozen=True)
+class BenchmarkKeys:
+    """What the evaluation callbacks and reports read from a benchmark's records.
+
+    Attributes:
+        name: ``tofu`` (TOFU and the built-in TOFU-format benchmark), ``muse``, ``multiple_choice``.
+        utility: The utility the collapse stop watches and selection protects (higher is better).
+        forget: The benchmark's headline forget measure, drawn against utility.
+        forget_goal: How ``forget`` reads: ``high`` (TOFU's forget quality: closer to the retain model)
+            or ``low`` (accuracy, memorisation: less is more forgotten).
+        selection: The record key ``eval.selection=forget_quality`` ranks epochs by.
+        selection_goal: How ``selection`` reads: ``high``, ``low``, or ``zero`` (MUSE's PrivLeak: 0 is the
+            retrained model and either sign is a gap, so epochs rank by closeness to 0, as TOFU's forget
+            quality ranks by closeness to the retain model).
+        rows: ``(title, key)`` of the summary table, in order.
+    """
+
+    name: str
+    utility: str
+    forget: str
+    forget_goal: str
+    selection: str
+    selection_goal: str
+    rows: tuple[tuple[str, str], ...]
+
+    def selection_score(self, record: dict) -> float | None:
+        """Higher is better forgotten; None when the record lacks the number (e.g. no retain model)."""
+        value = record.get(self.selection)
+        if value is None or not math.isfinite(value):
+            return None
+        return {"high": value, "low": -value, "zero": -abs(value)}[self.selection_goal]
+
+
+_TOFU_TITLES = {"forget": "Forget", "retain": "Retain", "real_authors": "Real authors", "world_facts": "World facts"}
+_FIGURE_TITLES = {"probability": "probability", "rouge_l": "ROUGE-L", "truth_ratio": "truth ratio"}
+_MIA_TITLES = {"loss": "LOSS", "zlib": "ZLib", "min_k": "Min-K%", "min_k_plus_plus": "Min-K%++",
+               "reference": "reference", "gradnorm": "gradient norm"}
+_PRIVACY_ROWS = (*((f"MIA AUC {_MIA_TITLES[a]}", mia_key(a)) for a in MIA_ATTACKS),
+                 ("exact memorisation", EXACT_MEMORIZATION), ("extraction strength", EXTRACTION_STRENGTH))
+
+BENCHMARKS = {
+    "tofu": BenchmarkKeys(
+        "tofu", MODEL_UTILITY, FORGET_QUALITY, "high", FORGET_QUALITY, "high",
+        (("forget quality", FORGET_QUALITY), ("model utility", MODEL_UTILITY),
+         *((f"{_TOFU_TITLES[s]} {_FIGURE_TITLES[f]}", metric_key(s, f)) for s in SPLITS for f in FIGURES),
+         *_PRIVACY_ROWS)),
+    "muse": BenchmarkKeys(
+        "muse", KNOWMEM_RETAIN, VERBMEM, "low", PRIVLEAK, "zero",
+        (("VerbMem (forget)", VERBMEM), ("KnowMem (forget)", KNOWMEM_FORGET), ("KnowMem (retain)", KNOWMEM_RETAIN),
+         ("PrivLeak", PRIVLEAK), *_PRIVACY_ROWS)),
+    "multiple_choice": BenchmarkKeys(
+        "multiple_choice", GENERAL_ACCURACY, FORGET_ACCURACY, "low", FORGET_ACCURACY, "low",
+        (("forget accuracy", FORGET_ACCURACY), ("general accuracy", GENERAL_ACCURACY))),
+}
+
 # --- Which evaluated epoch becomes a run's model (``eval.selection``) -----------------------------
 
 SELECTION_RULES = ("forget_quality", "model_utility", "last")
@@ -38,9 +124,10 @@ SELECTION_RULES = ("forget_quality", "model_utility", "last")
 # --- Unlearning loss strategies -------------------------------------------------------------------
 
 # The keys of ``unlearn.losses.LOSSES``, in its order (checked when that registry is built).
-LOSS_NAMES = ("ga", "grad_diff", "kl", "idk", "dpo", "npo", "npo_rt", "npo_kl", "simnpo")
+LOSS_NAMES = ("ga", "grad_diff", "kl", "idk", "dpo", "npo", "npo_rt", "npo_kl", "simnpo", "undial", "wga", "satimp",
+              "ce_u", "pdu", "rmu")
 # The strategies whose hyperparameters include ``beta`` (also checked against the loss classes).
-BETA_LOSSES = ("dpo", "npo", "npo_rt", "npo_kl", "simnpo")
+BETA_LOSSES = ("dpo", "npo", "npo_rt", "npo_kl", "simnpo", "undial", "wga")
 
 # --- Numbers in tables ----------------------------------------------------------------------------
 

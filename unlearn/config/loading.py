@@ -90,9 +90,15 @@ def resolve_config_path(name: str) -> Path:
     raise ConfigError(f"Config file '{name}' not found (looked at: {', '.join(map(str, candidates))}).")
 
 
+# Folders of configs/ that hold no run configs: sweep files (python -m unlearn sweep) and recipes' bands.
+NOT_GROUPS = ("sweep", "reproduce")
+
+
 def _groups() -> list[str]:
-    """The config groups: the folders of ``configs/``."""
-    return sorted(p.name for p in configs_dir().iterdir() if p.is_dir()) if configs_dir().is_dir() else []
+    """The config groups: the folders of ``configs/`` that hold run configs."""
+    if not configs_dir().is_dir():
+        return []
+    return sorted(p.name for p in configs_dir().iterdir() if p.is_dir() and p.name not in NOT_GROUPS)
 
 
 def group_file(group: str, name: str, origin: str) -> Path:

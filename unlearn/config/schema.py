@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from unlearn.config.loss import LossConfig  # noqa: F401 (the loss section, kept in its own module)
 from unlearn.files import atomic_write_text
 
 
@@ -74,6 +75,22 @@ class BuiltinDataConfig:
 
 
 @dataclass
+class MuseBuiltinDataConfig:
+    """Size and seed of the generated MUSE-format news benchmark (``data.source=muse_builtin``).
+
+    See unlearn/data/muse_synthetic.py; the defaults let the built-in tiny Llama learn it in minutes on a CPU.
+    """
+
+    forget_articles: int = 16
+    retain1_articles: int = 16  # the retain set unlearning uses (data.retain_split=retain1)
+    retain2_articles: int = 16  # trained on; their questions and texts measure utility and privacy leakage
+    holdout_articles: int = 16  # never trained on: PrivLeak's non-members
+    questions_per_article: int = 2  # KnowMem questions about each forget and retain2 article (at most 3)
+    icl_examples: int = 3  # in-context pairs of each KnowMem prompt (MUSE: 10)
+    seed: int = 0
+
+
+@dataclass
 class ColumnsConfig:
     """``data.source=files``: the user's column names for the project's fields."""
 
@@ -85,47 +102,28 @@ class ColumnsConfig:
 @dataclass
 class DataConfig:
     # builtin: the generated benchmark; tofu: TOFU by hub id or local folder (`path`);
-    # files: your own forget/retain sets (`forget_path`, `retain_path`; see unlearn/data/custom.py).
+    # files: your own forget/retain sets (`forget_path`, `retain_path`; see unlearn/data/custom.py);
+    # muse: MUSE by hub id or local folder (`path`; unlearn/data/muse.py); muse_builtin: the generated
+    # MUSE-format news benchmark (unlearn/data/muse_synthetic.py).
     source: str = "builtin"
-    path: str | None = None  # tofu: hub id (locuslab/TOFU) or a folder holding TOFU's files
+    # tofu: hub id (locuslab/TOFU) or a folder holding TOFU's files; muse: muse-bench/MUSE-News,
+    # muse-bench/MUSE-Books or a folder of <config>/<split>.json files
+    path: str | None = None
     # files: a JSONL/JSON/CSV/Parquet file, a Dataset.save_to_disk folder or a hub dataset id.
     forget_path: str | None = None
     retain_path: str | None = None
     forget_format: str = "qa"  # qa: question/answer pairs | text: raw documents (plain language modelling)
     retain_format: str = "qa"
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
-    forget_split: str = "forget10"
-    retain_split: str | None = None  # None: the complement of forget_split (forget10 -> retain90)
+    forget_split: str = "forget10"  # MUSE: a split of its raw config (forget)
+    retain_split: str | None = None  # None: the complement of forget_split (forget10 -> retain90); MUSE: retain1
     max_length: int = 128  # prompt + answer tokens; data.source=tofu: 500 unless set (configs/data/tofu.yaml)
     batch_size: int = 8  # per device; the effective batch is batch_size * accumulate * devices
     num_workers: int = 0
     seed: int = 1001  # forget/retain pairing and IDK answers
     idk_path: str | None = None  # refusal answers, one a line (TOFU's idontknow.jsonl); default: beside the data
     builtin: BuiltinDataConfig = field(default_factory=BuiltinDataConfig)
-
-
-@dataclass
-class LossConfig:
-    """Loss strategy and its hyperparameters; None means "the strategy's own default".
-
-    A value left at the default below goes only to strategies that take it; a value the user
-    changed for a strategy that does not use it is an error, so that a KL coefficient given to
-    ``npo_rt`` does not pass silently. ``beta`` and ``c_rt`` default to the built-in run's tuned
-    values (docs/builtin.md): on the tiny model the paper's β = 0.1 and c_rt = 1 let the summed
-    forget term overwhelm the token-mean retain term. The TOFU experiment configs set the paper's
-    values explicitly.
-    """
-
-    name: str = "npo_rt"
-    beta: float | None = 0.5
-    gamma: float | None = None
-    c_forget: float | None = None
-    c_npo: float | None = None
-    c_rt: float | None = 5.0
-    c_kl: float | None = None
-    kl_mask: str | None = None  # answer | all | padded (docs/definitions.md, "KL masks")
-    retain: str | None = None  # none | nll | kl (strategies with an optional retain term)
-    idk_mean: str | None = None  # joint | separate (idk: one token mean over IDK + retain, or two)
+    muse_builtin: MuseBuiltinDataConfig = field(default_factory=MuseBuiltinDataConfig)
 
 
 @dataclass
@@ -194,7 +192,7 @@ class RunConfig:
 
 @dataclass
 class EvalConfig:
-    """TOFU evaluation during ``fit`` (every ``every_n_epochs`` epochs and before the first) and in ``eval``."""
+    """The benchmark's evaluation during ``fit`` (every ``every_n_epochs`` epochs and before the first) and in ``eval``."""
 
     enabled: bool = True
     every_n_epochs: int = 1
@@ -205,6 +203,54 @@ class EvalConfig:
     # Stop once model utility < collapse_fraction x its value before unlearning (or is not finite).
     collapse_fraction: float = 0.5
     selection: str = "forget_quality"  # forget_quality | model_utility | last: the epoch saved as the model
+    # Membership-inference attacks (forget vs holdout texts; docs/evaluation.md, "Privacy"); [] turns them off.
+    # reference needs a retain model; gradnorm takes one backward pass per text.
+    mia_attacks: list[str] = field(default_factory=lambda: ["loss", "zlib", "min_k", "min_k_plus_plus", "reference",
+                                                            "gradnorm"])
+    mia_k: float = 0.4  # Min-K% and Min-K%++: the fraction of lowest-scoring tokens averaged (MUSE and open-unlearning: 0.4)
+
+
+ATTACK_NAMES = ("relearn", "quantize", "paraphrase")  # python -m unlearn attack (docs/robustness.md)
+
+
+@dataclass
+class RelearnAttackConfig:
+    """``attack.relearn``: fine-tune on part of the forget set, measure the held-out rest (unlearn.attacks.relearn)."""
+
+    fraction: float = 0.1  # share of the forget set's authors (or questions) the attacker trains on
+    unit: str = "author"  # author: whole authors on each side | question: single rows
+    author_rows: int | None = None  # rows per author; None: 20 on TOFU, data.builtin.questions_per_author built-in
+    steps: int = 20  # optimiser steps (the attacker's rows repeat as needed)
+    lr: float | None = None  # None: optim.lr, the rate the model was unlearned with
+    batch_size: int = 8
+    warmup: float = 0.0  # linear warm-up over this fraction of the steps, then linear decay
+    lora: bool = False  # train LoRA adapters (model.lora.r, alpha, ...) instead of every weight
+    # The attacker's own data instead of part of the forget set (then all forget rows are held out).
+    data_path: str | None = None
+    data_format: str = "qa"  # qa | text (documents), columns named by data.columns
+
+
+@dataclass
+class QuantizeAttackConfig:
+    """``attack.quantize``: group-wise round-to-nearest weight quantisation (unlearn.attacks.quantize)."""
+
+    bits: int = 4
+    group_size: int = 128  # weights per scale along each row; 0: one scale per row
+    symmetric: bool = False  # false: a zero point per group (AWQ/GPTQ's default)
+    include_head: bool = False  # also round the output head (tied to the input embeddings in many models)
+
+
+@dataclass
+class AttackConfig:
+    """``python -m unlearn attack``: attacks that test whether forgotten knowledge comes back."""
+
+    name: str = "all"  # relearn | quantize | paraphrase | all
+    names: list[str] | None = None  # several at once, e.g. attack.names=[relearn,quantize]; set it instead of name
+    retain_baseline: bool = True  # apply each attack to the retain model too (the baseline of every difference)
+    # fit: attack the saved model once the run ends (attack.json beside summary.json, a section in summary.md).
+    after_fit: bool = False
+    relearn: RelearnAttackConfig = field(default_factory=RelearnAttackConfig)
+    quantize: QuantizeAttackConfig = field(default_factory=QuantizeAttackConfig)
 
 
 @dataclass
@@ -218,6 +264,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
 
 
 def to_yaml(cfg: Config) -> str:

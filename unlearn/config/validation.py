@@ -19,9 +19,9 @@ from typing import Any
 from unlearn.config.schema import Config
 
 from unlearn.errors import ConfigError
-from unlearn.names import SELECTION_RULES, TOFU_HUB_ID
+from unlearn.names import MIA_ATTACKS, SELECTION_RULES, TOFU_HUB_ID
 
-DATA_SOURCES = ("builtin", "tofu", "files")
+DATA_SOURCES = ("builtin", "tofu", "files", "muse", "muse_builtin")
 # Lightning's accepted strings (its `_PRECISION_INPUT`), spelled out so a typo fails at load time.
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64",
               "transformer-engine", "transformer-engine-float16")
@@ -122,7 +122,8 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(f"run.name={cfg.run.name!r} must be a plain folder name (no '/', not '.' or '..'); "
                           "put the parent folder in run.output_dir.")
     retain = cfg.data.retain_split
-    if retain is None and not re.fullmatch(r"forget\d\d", cfg.data.forget_split):
+    tofu_names = cfg.data.source not in ("muse", "muse_builtin")  # MUSE's retain split defaults to retain1
+    if retain is None and tofu_names and not re.fullmatch(r"forget\d\d", cfg.data.forget_split):
         raise ConfigError(f"data.forget_split={cfg.data.forget_split!r} does not follow TOFU's forgetNN naming, so "
                           "its retain split cannot be derived: name it with data.retain_split=...")
     if retain is not None and retain == cfg.data.forget_split:
@@ -156,6 +157,44 @@ def _check_forget_split(cfg: Config) -> None:
                           f"splits are {', '.join(available)}. Choose one of them{' ' + where[1] if where[1] else ''}.")
 
 
+def _check_muse(cfg: Config) -> None:
+    """MUSE's sources (``data.source=muse`` / ``muse_builtin``): raw text, MUSE's raw splits, a path for real MUSE."""
+    from unlearn.data.muse import MUSE_HUB_IDS, MUSE_SOURCES, RAW_SPLITS, retain_split_or_default
+
+    d = cfg.data
+    if d.source not in MUSE_SOURCES:
+        return
+    for role in ("forget", "retain"):
+        if getattr(d, f"{role}_format") != "text":
+            raise ConfigError(f"data.{role}_format={getattr(d, f'{role}_format')!r}, but MUSE's {role} set is raw "
+                              f"news text: set data.{role}_format=text (configs/data/{d.source}.yaml does).")
+    if d.source == "muse_builtin" and d.path is not None:
+        raise ConfigError(f"data.path={d.path} is not read by data.source=muse_builtin, which generates its own "
+                          "benchmark (data.muse_builtin.*). For MUSE's own files use data.source=muse.")
+    if d.source == "muse" and not d.path:
+        raise ConfigError(f"data.source=muse needs data.path: {' or '.join(MUSE_HUB_IDS)}, or a local folder of "
+                          "MUSE's files (<folder>/raw/forget.json, ...). Offline, use the stand-in: data=muse_builtin.")
+    retain = retain_split_or_default(d.retain_split)
+    if "holdout" in (d.forget_split, retain):
+        raise ConfigError("MUSE's holdout articles are PrivLeak's non-members, which no model may train on: choose "
+                          "other splits for data.forget_split and data.retain_split (MUSE: forget and retain1).")
+    if d.forget_split == retain:
+        raise ConfigError(f"data.forget_split and data.retain_split are both {retain!r}: the retain set must be "
+                          "data the model keeps (MUSE: retain1).")
+    if d.source == "muse_builtin" or d.path in MUSE_HUB_IDS:
+        for key, value in (("forget_split", d.forget_split), ("retain_split", retain)):
+            if value not in RAW_SPLITS:
+                raise ConfigError(f"data.{key}={value!r} is not a split of MUSE's raw config "
+                                  f"({', '.join(RAW_SPLITS)}); MUSE unlearns forget with retain1.")
+    if d.source == "muse_builtin":
+        m = d.muse_builtin
+        low = [f"data.muse_builtin.{name} must be >= {n}, got {getattr(m, name)}" for name, n in (
+            ("forget_articles", 1), ("retain1_articles", 1), ("retain2_articles", 1), ("holdout_articles", 1),
+            ("questions_per_article", 1), ("icl_examples", 0)) if getattr(m, name) < n]
+        if low:
+            raise ConfigError("; ".join(low) + ".")
+
+
 def _check_eval(cfg: Config) -> None:
     e = cfg.eval
     problems = [f"eval.{name} must be >= {low}, got {value}" for name, value, low in (
@@ -166,6 +205,12 @@ def _check_eval(cfg: Config) -> None:
         problems.append(f"eval.collapse_fraction must be between 0 and 1, got {e.collapse_fraction}")
     if e.selection not in SELECTION_RULES:
         problems.append(f"eval.selection must be one of {', '.join(SELECTION_RULES)}, got '{e.selection}'")
+    unknown = [a for a in e.mia_attacks if a not in MIA_ATTACKS]
+    if unknown:
+        problems.append(f"eval.mia_attacks has unknown attacks {unknown}; choose from {list(MIA_ATTACKS)} "
+                        "(eval.mia_attacks=[] turns membership inference off)")
+    if not 0 < e.mia_k <= 1:
+        problems.append(f"eval.mia_k must be in (0, 1], got {e.mia_k}")
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -176,6 +221,37 @@ def _check_loss(cfg: Config) -> None:
     from unlearn.losses import build_loss_from_config
 
     build_loss_from_config(cfg.loss, max_length=cfg.data.max_length)
+
+
+def _check_attack(cfg: Config) -> None:
+    """``attack.*`` (``python -m unlearn attack``, docs/robustness.md): known attacks and settings in range."""
+    from unlearn.config.schema import ATTACK_NAMES
+
+    a, r, q = cfg.attack, cfg.attack.relearn, cfg.attack.quantize
+    problems = []
+    if a.name not in (*ATTACK_NAMES, "all"):
+        problems.append(f"attack.name must be one of {', '.join(ATTACK_NAMES)}, all; got '{a.name}'")
+    if a.names is not None:
+        unknown = [n for n in a.names if n not in ATTACK_NAMES]
+        if unknown or not a.names or len(set(a.names)) != len(a.names):
+            problems.append(f"attack.names must list distinct attacks from {list(ATTACK_NAMES)}, got {list(a.names)}")
+        if a.name != "all":
+            problems.append(f"attack.name={a.name} and attack.names={list(a.names)} both choose attacks; set only one")
+    for key, value, ok, requirement in (
+            ("relearn.fraction", r.fraction, 0 < r.fraction < 1, "between 0 and 1 (exclusive)"),
+            ("relearn.unit", r.unit, r.unit in ("author", "question"), "author or question"),
+            ("relearn.author_rows", r.author_rows, r.author_rows is None or r.author_rows >= 1, ">= 1 or null"),
+            ("relearn.steps", r.steps, r.steps >= 1, ">= 1"),
+            ("relearn.lr", r.lr, r.lr is None or (math.isfinite(r.lr) and r.lr > 0), "> 0 or null (optim.lr)"),
+            ("relearn.batch_size", r.batch_size, r.batch_size >= 1, ">= 1"),
+            ("relearn.warmup", r.warmup, 0 <= r.warmup <= 1, "between 0 and 1 (a fraction of the steps)"),
+            ("relearn.data_format", r.data_format, r.data_format in ("qa", "text"), "qa or text"),
+            ("quantize.bits", q.bits, 2 <= q.bits <= 8, "between 2 and 8"),
+            ("quantize.group_size", q.group_size, q.group_size >= 0, ">= 0 (0: one scale per row)")):
+        if not ok:
+            problems.append(f"attack.{key} must be {requirement}, got {value!r}")
+    if problems:
+        raise ConfigError("; ".join(problems) + ".")
 
 
 def validate(cfg: Config) -> Config:
@@ -194,6 +270,8 @@ def validate(cfg: Config) -> Config:
     _check_choices(cfg)
     _check_consistency(cfg)
     _check_forget_split(cfg)
+    _check_muse(cfg)
     _check_eval(cfg)
+    _check_attack(cfg)
     _check_loss(cfg)
     return cfg

@@ -1,4 +1,5 @@
-"""A benchmark's splits written to disk in TOFU's layout (``<split>.json`` as JSON Lines), atomically."""
+"""A benchmark's splits written to disk, atomically: TOFU's layout (``<split>.json`` as JSON Lines) and
+MUSE's (``<config>/<split>.json``, see :mod:`unlearn.data.muse`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from pathlib import Path
 
 from unlearn.errors import RunFolderError
-from unlearn.files import atomic_folder
+from unlearn.files import atomic_folder, atomic_write
 
 
 def _render(splits: dict[str, list]) -> dict[str, bytes]:
@@ -20,15 +21,18 @@ def _render(splits: dict[str, list]) -> dict[str, bytes]:
                 raise ValueError("idontknow must be a list of one-line strings.")
             files["idontknow.jsonl"] = "".join(f"{sentence}\n" for sentence in rows).encode()
         else:
-            files[f"{name}.json"] = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+            files[f"{name}.json"] = _jsonl(rows)
     return files
 
 
+def _jsonl(rows: list) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+
+
 def _holds(folder: Path, files: dict[str, bytes]) -> bool:
-    """Whether ``folder`` holds exactly ``files``."""
-    present = {path.name: path for path in folder.iterdir()}
-    return present.keys() == files.keys() and all(
-        present[name].is_file() and present[name].read_bytes() == data for name, data in files.items())
+    """Whether ``folder`` holds exactly ``files`` (relative paths; subfolders hold no other files)."""
+    present = {path.relative_to(folder).as_posix(): path for path in folder.rglob("*") if path.is_file()}
+    return present.keys() == files.keys() and all(present[name].read_bytes() == data for name, data in files.items())
 
 
 def write_benchmark(out_dir: str | Path, splits: dict[str, list]) -> Path:
@@ -43,10 +47,47 @@ def write_benchmark(out_dir: str | Path, splits: dict[str, list]) -> Path:
         ``out_dir`` as a Path.
 
     Raises:
-        FileExistsError: ``out_dir`` is a file, or a non-empty folder holding something else.
+        RunFolderError: ``out_dir`` is a file, or a non-empty folder holding something else.
     """
-    out = Path(out_dir)
-    files = _render(splits)
+    return _write_files(Path(out_dir), _render(splits))
+
+
+def write_muse_benchmark(out_dir: str | Path, sets: dict[str, dict[str, list]]) -> Path:
+    """Writes a MUSE-format benchmark, ``{config: {split: rows}}``, as ``<config>/<split>.json`` JSON Lines, atomically.
+
+    Raises:
+        ValueError: a config or split name that is not a plain file name.
+        RunFolderError: as :func:`write_benchmark`.
+    """
+    files = {}
+    for config, splits in sets.items():
+        for split, rows in splits.items():
+            for name in (config, split):
+                if not name or Path(name).name != name or name.startswith("."):
+                    raise ValueError(f"Config or split name {name!r} is not a plain file name.")
+            files[f"{config}/{split}.json"] = _jsonl(rows)
+    return _write_files(Path(out_dir), files)
+
+
+def add_missing_splits(folder: str | Path, splits: dict[str, list]) -> list[str]:
+    """Writes each split of ``splits`` that ``folder`` (a TOFU-layout benchmark) lacks, each file atomically.
+
+    A benchmark cached before a release that added splits (the holdout ones) gains them; files already
+    there are never rewritten. Two processes adding the same split write the same bytes.
+
+    Returns:
+        The names of the files written.
+    """
+    written = []
+    for name, data in _render(splits).items():
+        path = Path(folder) / name
+        if not path.is_file():
+            atomic_write(path, data)
+            written.append(name)
+    return written
+
+
+def _write_files(out: Path, files: dict[str, bytes]) -> Path:
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"{out} exists and is not a folder; choose another benchmark folder.")
     if out.is_dir() and any(out.iterdir()):
@@ -62,6 +103,7 @@ def write_benchmark(out_dir: str | Path, splits: dict[str, list]) -> Path:
         with atomic_folder(out) as tmp:
             tmp.mkdir()
             for name, data in files.items():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / name).write_bytes(data)
     except FileExistsError:
         # Another process may have written the same benchmark in the meantime.

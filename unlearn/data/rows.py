@@ -1,4 +1,4 @@
-"""The forget and retain rows of a run, whatever the source (built-in, TOFU or the user's own files)."""
+"""The forget and retain rows of a run, whatever the source (built-in, TOFU, MUSE or the user's own files)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from unlearn.config.schema import DataConfig
+from unlearn.data.muse import is_muse, load_muse_corpora, retain_split_or_default
 from unlearn.data.sources import load_split, retain_split_for
 
 
@@ -22,7 +23,11 @@ class RunRows:
 
 def forget_set_name(data: DataConfig) -> str:
     """A short name for what the run forgets: the forget split, or the stem of the user's forget file
-    (``data.forget_path=data/my_authors.jsonl`` -> ``my_authors``), as the run folder's name uses it."""
+    (``data.forget_path=data/my_authors.jsonl`` -> ``my_authors``), as the run folder's name uses it; on MUSE the
+    corpus and the split (``muse-news_forget``, ``muse_forget`` for the built-in one)."""
+    if is_muse(data.source):  # MUSE's forget split is just "forget": say which corpus
+        corpus = "muse" if data.source == "muse_builtin" else Path(str(data.path).rstrip("/")).name.lower()
+        return f"{corpus}_{data.forget_split}"
     if data.source != "files" or not data.forget_path:
         return data.forget_split
     stem = Path(str(data.forget_path).rstrip("/\\")).stem or "files"
@@ -33,14 +38,27 @@ def set_names(data: DataConfig) -> str:
     """The settings that chose the forget and retain sets, with their values, for messages."""
     if data.source == "files":
         return f"data.forget_path={data.forget_path} and data.retain_path={data.retain_path}"
+    if is_muse(data.source):
+        retain = retain_split_or_default(data.retain_split)
+        return f"data.forget_split={data.forget_split} and data.retain_split={retain}"
     return f"data.forget_split={data.forget_split} and data.retain_split={data.retain_split or retain_split_for(data.forget_split)}"
 
 
 def load_run_rows(data: DataConfig, source: Path | str, uses_retain: bool) -> RunRows:
-    """The rows ``data`` names: TOFU-format splits of ``source``, or ``data.forget_path``/``retain_path`` files.
+    """The rows ``data`` names: TOFU-format splits of ``source``, MUSE's raw corpora, or the user's files.
 
-    With the user's files the retain set is read only when the loss uses it or a path is given.
+    With the user's files the retain set is read only when the loss uses it or a path is given. On
+    MUSE (``data.source=muse`` or ``muse_builtin``) both sets are raw articles, text rows
+    ``{"text"}`` (``data.forget_format=text``): the ``raw`` config's ``data.forget_split`` and
+    ``data.retain_split`` (``retain1`` when unset).
+
+    Raises:
+        DataError: a split that is missing or empty, or a row without its fields.
     """
+    if is_muse(data.source):
+        retain_split = retain_split_or_default(data.retain_split)
+        forget, retain = load_muse_corpora(source, data.forget_split, retain_split)
+        return RunRows(forget, retain, retain_split)
     if data.source == "files":
         from unlearn.data.custom import load_custom_set
 

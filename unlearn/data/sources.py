@@ -172,13 +172,62 @@ def _lines(path: Path) -> list[str]:
     return [line.strip() for line in read_text(path).splitlines() if line.strip()]
 
 
+def holdout_split_for(forget_split: str) -> str | None:
+    """TOFU's holdout split for a forget split (``forget10`` -> ``holdout10``); None for other names."""
+    match = re.fullmatch(r"forget(\d\d)", forget_split)
+    return f"holdout{match.group(1)}" if match else None
+
+
+def load_holdout(source: str | Path | None, forget_split: str) -> list[dict] | None:
+    """Question/answer rows of the authors no model saw, matching ``forget_split`` (TOFU's ``holdoutXX``).
+
+    Membership-inference metrics set the forget rows against these. A local folder holds them as
+    ``holdoutXX.json`` (the built-in benchmark does; the local copy of TOFU in ``../shared/data/tofu``
+    does not); on the hub, ``locuslab/TOFU`` has the configs ``holdout01/05/10``.
+
+    Returns:
+        The rows, or None when the source has no such split: no source, a forget split not named
+        ``forgetXX``, a folder without the file, or a hub dataset without the config (logged).
+
+    Raises:
+        DataError: the holdout file exists but is broken (not JSON, empty, a missing field).
+    """
+    split = holdout_split_for(forget_split)
+    if source is None or split is None:
+        return None
+    if is_local(source):
+        if not (Path(source).expanduser() / f"{split}.json").is_file():
+            return None
+        return load_split(source, split)
+    if looks_like_path(source):
+        return None
+    try:
+        return load_split(source, split)
+    except DataError as err:  # offline, or a TOFU-format dataset without holdout authors
+        log.warning("No holdout split '%s' from %s: %s", split, source, err)
+        return None
+
+
 def builtin_benchmark_dir(cache_dir: str | Path, spec) -> Path:
-    """The cached folder of the generated benchmark for ``spec``, written on first use."""
-    from unlearn.data.benchmark_files import write_benchmark
-    from unlearn.data.synthetic import generate_benchmark
+    """The cached folder of the generated benchmark for ``spec``, written on first use.
+
+    The holdout splits (:func:`~unlearn.data.synthetic.generate_holdout`) came in a later release:
+    a folder cached before it keeps its name and files, and gains the holdout files. A spec whose
+    pools have no room for holdout authors gets none (logged), as before.
+    """
+    from unlearn.data.benchmark_files import add_missing_splits, write_benchmark
+    from unlearn.data.synthetic import generate_benchmark, generate_holdout
 
     key = short_hash(stable_json(asdict(spec)), length=12)  # unchanged since the first release: caches stay valid
     folder = Path(cache_dir).expanduser() / "benchmarks" / f"builtin-{key}"
-    if not (folder / "full.json").is_file():
-        write_benchmark(folder, generate_benchmark(spec))
+    splits = None if (folder / "full.json").is_file() else generate_benchmark(spec)  # an invalid spec fails here
+    try:
+        holdout = generate_holdout(spec)
+    except ValueError as err:
+        log.warning("The built-in benchmark gets no holdout splits: %s", err)
+        holdout = {}
+    if splits is not None:
+        write_benchmark(folder, {**splits, **holdout})
+    elif holdout:
+        add_missing_splits(folder, holdout)
     return folder

@@ -4,7 +4,8 @@ TOFU (Maini et al., 2024) fine-tunes a model on question/answer pairs about fict
 then asks it to forget some of them. This builds a benchmark of the same shape from a seed, for
 models too small to know real-world facts: each fact is one "author name -> attribute" association
 drawn from the pools in ``_pools.py``, answers are short, and the general-knowledge splits (real
-writers, world capitals) are learned during fine-tuning instead of pretraining.
+writers, world capitals) are learned during fine-tuning instead of pretraining. Holdout authors,
+which no model is trained on, come separately (:func:`generate_holdout`).
 """
 
 from __future__ import annotations
@@ -119,12 +120,18 @@ def _validate(spec: BenchmarkSpec) -> None:
     _retain_perturbed_rows(spec)
 
 
-def _make_authors(rng: random.Random, count: int) -> list[dict[str, str]]:
+def _make_authors(rng: random.Random, count: int, taken: list[dict[str, str]] | tuple = ()) -> list[dict[str, str]]:
     # Names, (birthplace, year) pairs and titles are drawn without replacement so that every
-    # author, and the author meant by the name question, is unambiguous.
-    names = rng.sample(_names(), count)
-    births = rng.sample([(place, year) for place in pools.PLACES for year in pools.YEARS], count)
-    titles = rng.sample(pools.TITLES, 2 * count)
+    # author, and the author meant by the name question, is unambiguous. ``taken`` authors (the
+    # benchmark's, when drawing holdout authors) lend none of theirs; with none taken the pools,
+    # and so the draws, are exactly those of the first release.
+    names_taken = {author["name"] for author in taken}
+    births_taken = {(author["place"], author["year"]) for author in taken}
+    titles_taken = {author[key] for author in taken for key in ("first_book", "last_book")}
+    names = rng.sample([n for n in _names() if n[1] not in names_taken], count)
+    births = rng.sample([(place, year) for place in pools.PLACES for year in pools.YEARS
+                         if (place, year) not in births_taken], count)
+    titles = rng.sample([title for title in pools.TITLES if title not in titles_taken], 2 * count)
     authors = []
     for i, ((gender, name), (place, year)) in enumerate(zip(names, births)):
         author = {"name": name, "gender": gender, "place": place, "year": year,
@@ -133,6 +140,16 @@ def _make_authors(rng: random.Random, count: int) -> list[dict[str, str]]:
             author[attribute] = rng.choice(pools.VALUE_POOLS[attribute])
         authors.append(author)
     return authors
+
+
+def _questions(rng: random.Random, authors: list[dict[str, str]], per_author: int) -> list[tuple]:
+    """(author, attribute, question template index, answer template index) of each question, author by author."""
+    items = []
+    for author in authors:
+        for index in sorted(rng.sample(range(len(ATTRIBUTES)), per_author)):
+            questions, answers = pools.TEMPLATES[ATTRIBUTES[index]]
+            items.append((author, ATTRIBUTES[index], rng.randrange(len(questions)), rng.randrange(len(answers))))
+    return items
 
 
 def _wrong_values(rng: random.Random, author: dict[str, str], attribute: str) -> list[str]:
@@ -148,11 +165,7 @@ def _wrong_values(rng: random.Random, author: dict[str, str], attribute: str) ->
 def _author_rows(spec: BenchmarkSpec) -> tuple[list[dict], list[dict]]:
     """Rows of ``full`` and their perturbed versions, in the same order."""
     rng = random.Random(f"{spec.seed}:authors")
-    items = []  # (author, attribute, question template index, answer template index)
-    for author in _make_authors(rng, spec.num_authors):
-        for index in sorted(rng.sample(range(len(ATTRIBUTES)), spec.questions_per_author)):
-            questions, answers = pools.TEMPLATES[ATTRIBUTES[index]]
-            items.append((author, ATTRIBUTES[index], rng.randrange(len(questions)), rng.randrange(len(answers))))
+    items = _questions(rng, _make_authors(rng, spec.num_authors), spec.questions_per_author)
     used = {(attribute, a) for _, attribute, _, a in items}
 
     # A separate stream, so perturbations never change the rows of full.
@@ -220,6 +233,40 @@ def generate_benchmark(spec: BenchmarkSpec = BenchmarkSpec()) -> dict[str, list]
         splits[f"{name}_perturbed"], splits[name] = _general_rows(rng, facts, spec.num_general_facts)
     splits["idontknow"] = list(pools.IDONTKNOW)
     return splits
+
+
+def generate_holdout(spec: BenchmarkSpec = BenchmarkSpec()) -> dict[str, list]:
+    """TOFU's holdout splits: for each ``forgetXX``, ``holdoutXX`` about as many authors the models never see.
+
+    TOFU's hub dataset (``locuslab/TOFU``, configs ``holdout01/05/10``) holds question/answer rows of
+    fictitious authors outside ``full``; membership-inference metrics compare the forget set (seen,
+    then unlearned) with them (open-unlearning, ``configs/eval/tofu.yaml``: ``holdout_split``).
+    Holdout authors share no name, (birthplace, year) or title with the benchmark's, and are drawn
+    from their own random stream after everything else, so :func:`generate_benchmark` is unchanged
+    by them. Like the forget splits, ``holdoutXX`` is the last authors' rows of one list.
+
+    Raises:
+        ValueError: ``spec`` is invalid, or the pools have too few unused names, births or titles
+            left for the largest holdout split.
+    """
+    _validate(spec)
+    counts = {percent: _forget_authors(spec, percent) for percent in spec.forget_percents}
+    births = len(pools.PLACES) * len(pools.YEARS)
+    room = min(len(_names()), len(pools.TITLES) // 2, births) - spec.num_authors
+    if max(counts.values()) > room:
+        raise ValueError(f"num_authors={spec.num_authors} leaves room for {room} holdout authors in the pools, "
+                         f"and the largest holdout split needs {max(counts.values())}; lower num_authors or the "
+                         "largest forget percent, or extend _pools.py.")
+    taken = _make_authors(random.Random(f"{spec.seed}:authors"), spec.num_authors)  # the benchmark's own authors
+    rng = random.Random(f"{spec.seed}:holdout")
+    authors = _make_authors(rng, max(counts.values()), taken)
+    rows = []
+    for author, attribute, q, a in _questions(rng, authors, spec.questions_per_author):
+        questions, answers = pools.TEMPLATES[attribute]
+        rows.append({"question": questions[q].format(**author),
+                     "answer": answers[a].format(**author, value=author[attribute])})
+    return {f"holdout{percent:02d}": copy.deepcopy(rows[-count * spec.questions_per_author:])
+            for percent, count in counts.items()}
 
 
 def finetune_rows(splits: dict[str, list], split: str = "full") -> list[dict]:

@@ -15,15 +15,10 @@ import json
 import logging
 from pathlib import Path
 
-from unlearn.evaluation.results import EvalResult
 from unlearn.files import atomic_write_text
-from unlearn.identity import model_identity, short_hash, stable_json
+from unlearn.identity import model_identity, short_hash, stable_json, tokenizer_fingerprint  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    return short_hash(stable_json(sorted(tokenizer.get_vocab().items())))
 
 
 def result_path(cache_dir: str | Path, model_path: str | Path, settings: dict) -> Path:
@@ -35,17 +30,21 @@ def result_path(cache_dir: str | Path, model_path: str | Path, settings: dict) -
     return Path(cache_dir).expanduser() / "eval" / f"{key}.json"
 
 
-def load_result(path: Path) -> EvalResult | None:
-    """The stored result, or None when there is none (or it cannot be read, e.g. an older format)."""
+def load_result(path: Path):
+    """The stored result (of its benchmark's result class), or None when there is none or it cannot be read
+    (e.g. an older format)."""
+    from unlearn.evaluation.benchmarks import result_type
+
     if not path.is_file():
         return None
     try:
-        return EvalResult.from_dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        return result_type(data.get("benchmark", "tofu")).from_dict(data)
     except (ValueError, KeyError, TypeError) as err:
         log.warning("Ignoring unreadable cached evaluation %s (%s); evaluating again.", path, err)
         return None
 
 
-def store_result(path: Path, result: EvalResult) -> None:
+def store_result(path: Path, result) -> None:
     """Write atomically: concurrent ranks or runs never read a half-written file."""
     atomic_write_text(path, json.dumps(result.to_dict()))

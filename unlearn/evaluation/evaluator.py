@@ -20,11 +20,12 @@ from torchmetrics.utilities import dim_zero_cat
 
 from unlearn.data.formatting import PromptFormat, TokenizedExample, prompt_ids, tokenize_qa
 from unlearn.data.sources import GENERAL_PERTURBED_FIELDS, PERTURBED_FIELDS, load_split
-from unlearn.evaluation.cache import tokenizer_fingerprint
 from unlearn.evaluation.generation import greedy_generate
+from unlearn.evaluation.membership import MembershipProbe
 from unlearn.evaluation.metrics import rouge_l_recall
+from unlearn.evaluation.ranks import gather_objects, shard
 from unlearn.evaluation.results import AUTHOR_SPLITS, SPLITS, EvalResult, SplitResult
-from unlearn.identity import short_hash, stable_json
+from unlearn.identity import short_hash, stable_json, tokenizer_fingerprint
 from unlearn.models.scoring import score_examples
 
 
@@ -53,12 +54,6 @@ def benchmark_fingerprint(splits: dict[str, list[dict]]) -> str:
     return short_hash(stable_json(splits))
 
 
-def shard(order: list[int], rank: int, world_size: int) -> list[int]:
-    """``DistributedSampler``'s split without shuffling: pad by wrapping around, then take every ``world_size``-th."""
-    padded = order + order[:(-len(order)) % world_size]
-    return padded[rank::world_size]
-
-
 class PerQuestionValues(Metric):
     """Per-question values of one split, gathered across ranks and returned in row order.
 
@@ -85,14 +80,6 @@ class PerQuestionValues(Metric):
         return {name: value[first] for name, value in values.items()}
 
 
-def _gather_texts(pairs: list[tuple[int, str]], world_size: int) -> dict[int, str]:
-    if world_size == 1:
-        return dict(pairs)
-    gathered: list = [None] * world_size
-    torch.distributed.all_gather_object(gathered, pairs)
-    return {index: text for part in gathered for index, text in part}
-
-
 class TofuEvaluator:
     """Computes :class:`EvalResult` for a model; tokenises the benchmark once, at construction.
 
@@ -104,10 +91,16 @@ class TofuEvaluator:
         max_length: Cap on prompt + answer tokens when scoring.
         max_new_tokens: Generation cap for ROUGE-L (TOFU: 200).
         batch_size: Sequences per forward pass when scoring; prompts per batch when generating.
+        holdout: Question/answer rows of authors the target never saw (TOFU's ``holdoutXX``), the
+            non-members of the membership-inference attacks; None when the benchmark has none.
+        mia_attacks: Attacks to run (:data:`unlearn.names.MIA_ATTACKS`); empty turns membership
+            inference and memorisation off.
+        mia_k: Min-K% and Min-K%++'s fraction.
     """
 
     def __init__(self, tokenizer, splits: dict[str, list[dict]], prompt_format: str | PromptFormat = "plain",
-                 max_length: int = 512, max_new_tokens: int = 48, batch_size: int = 32):
+                 max_length: int = 512, max_new_tokens: int = 48, batch_size: int = 32,
+                 holdout: list[dict] | None = None, mia_attacks: tuple[str, ...] = (), mia_k: float = 0.4):
         missing = [name for name in SPLITS if name not in splits]
         if missing:
             raise ValueError(f"evaluation splits missing: {missing}")
@@ -131,6 +124,16 @@ class TofuEvaluator:
                          "prompts": short_hash(self.prompts),
                          "examples": short_hash({name: [[(e.input_ids, e.labels) for e in c] for c in per_row]
                                                  for name, per_row in self.candidates.items()})}
+        self.membership = None
+        if mia_attacks:
+            nonmember = None if holdout is None else [tokenize_qa(tokenizer, fmt, r["question"], r["answer"], max_length)
+                                                      for r in holdout]
+            self.membership = MembershipProbe(
+                tokenizer, [c[0] for c in self.candidates["forget"]], nonmember, tuple(mia_attacks), mia_k, batch_size,
+                no_holdout_reason="no holdout split beside the forget split (TOFU's holdoutXX, authors the target "
+                                  "never saw) in this benchmark's files")
+            self.settings["membership"] = {"attacks": list(mia_attacks), "k": mia_k,
+                                           "holdout": None if holdout is None else benchmark_fingerprint(holdout)}
 
     @staticmethod
     def _texts(name: str, row: dict) -> list[str]:
@@ -140,18 +143,21 @@ class TofuEvaluator:
         return [row["answer"], *base, *perturbed]
 
     @torch.no_grad()
-    def __call__(self, model, rank: int | None = None, world_size: int | None = None) -> EvalResult:
+    def __call__(self, model, rank: int | None = None, world_size: int | None = None,
+                 gradients: bool = True) -> EvalResult:
         """Evaluate ``model`` on every split; under DDP call it on every rank (it gathers).
 
         Args:
             rank, world_size: Default to the initialised process group, else ``0, 1``.
+            gradients: Whether the GradNorm attack may take gradients (not while weights are sharded).
         """
         if rank is None or world_size is None:
             distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
             rank = torch.distributed.get_rank() if distributed else 0
             world_size = torch.distributed.get_world_size() if distributed else 1
         splits = {name: self._evaluate_split(model, name, rank, world_size) for name in SPLITS}
-        return EvalResult(splits, info={"settings": self.settings})
+        membership = None if self.membership is None else self.membership(model, rank, world_size, gradients)
+        return EvalResult(splits, info={"settings": self.settings}, membership=membership)
 
     def _evaluate_split(self, model, name: str, rank: int, world_size: int) -> SplitResult:
         rows, candidates = self.splits[name], self.candidates[name]
@@ -180,7 +186,7 @@ class TofuEvaluator:
         values = PerQuestionValues().to(next(model.parameters()).device)
         values.update(torch.tensor(mine), answer_nll, base_nll, perturbed_nll, torch.from_numpy(rouge))
         gathered = values.compute()
-        texts = _gather_texts(list(zip(mine, generations)), world_size)
+        texts = dict(gather_objects(list(zip(mine, generations)), world_size))
         index = gathered["index"].astype(np.int64)
         return SplitResult(name, index, [rows[i]["question"] for i in index], [rows[i]["answer"] for i in index],
                            [texts[int(i)] for i in index], gathered["answer_nll"], gathered["base_nll"],

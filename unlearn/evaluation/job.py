@@ -1,4 +1,4 @@
-"""``python -m unlearn eval``: TOFU's metrics for any causal LM, against a retain model's stored results.
+"""``python -m unlearn eval``: a benchmark's metrics for any causal LM, against a retain model's stored results.
 
 One function per job (``evaluate(cfg)``), separate from argument parsing. ``fit`` composes the
 helpers here too (the same evaluator, the same stored retain results); they take plain values,
@@ -19,21 +19,17 @@ from pathlib import Path
 
 import torch
 
-from unlearn.config.schema import Config, EvalConfig, ModelConfig, RunConfig
+from unlearn.config.schema import Config, ModelConfig, RunConfig
 from unlearn.data.formatting import PromptFormat
 from unlearn.errors import ConfigError, RunFolderError
-from unlearn.evaluation import EvalResult, TofuEvaluator, format_table, load_eval_splits
+from unlearn.evaluation.benchmarks import NO_BENCHMARK, benchmark_of, build_evaluator
 from unlearn.evaluation.cache import load_result, result_path, store_result
+from unlearn.evaluation.results import format_table
 from unlearn.files import atomic_write_text, check_writable
 from unlearn.models.loading import load_model, load_tokenizer
-from unlearn.training.assets import resolve_assets
+from unlearn.training.assets import BUILTIN_SOURCES, resolve_assets
 
 log = logging.getLogger(__name__)
-
-
-# Why neither fit nor eval runs TOFU's evaluation on data.source=files.
-NO_TOFU_SPLITS = ("TOFU's metrics need its perturbed answers and its real-authors and world-facts splits, which "
-                  "your own files (data.source=files) do not have.")
 
 
 def evaluation_device(accelerator: str) -> torch.device:
@@ -43,15 +39,7 @@ def evaluation_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
-def build_evaluator(source, forget_split: str, tokenizer, prompt_format: str | PromptFormat, max_length: int,
-                    settings: EvalConfig) -> TofuEvaluator:
-    """The TOFU evaluator over ``source``'s evaluation splits for ``forget_split`` (``eval.*`` in ``settings``)."""
-    splits = load_eval_splits(source, forget_split, settings.max_rows)
-    return TofuEvaluator(tokenizer, splits, prompt_format, max_length, settings.max_new_tokens, settings.batch_size)
-
-
-def evaluate_model(load_model: Callable[[str], object], model_path: str, evaluator: TofuEvaluator,
-                   device: torch.device) -> EvalResult:
+def evaluate_model(load_model: Callable[[str], object], model_path: str, evaluator, device: torch.device):
     """Load ``model_path`` with ``load_model``, evaluate it on ``device``, free it."""
     model = load_model(model_path)
     result = evaluator(model.to(device), rank=0, world_size=1)
@@ -62,8 +50,8 @@ def evaluate_model(load_model: Callable[[str], object], model_path: str, evaluat
     return result
 
 
-def retain_results(retain_path: str | None, evaluator: TofuEvaluator, device: torch.device, cache_dir: str,
-                   dtype: str, load_model: Callable[[str], object]) -> EvalResult | None:
+def retain_results(retain_path: str | None, evaluator, device: torch.device, cache_dir: str,
+                   dtype: str, load_model: Callable[[str], object]):
     """The retain model's results: stored ones when they match, else evaluated now and stored.
 
     Returns:
@@ -149,10 +137,10 @@ def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None 
     Returns:
         What ``eval.json`` holds: the summary, per-question values, the retain model's summary.
     """
-    if cfg.data.source == "files":
-        raise ConfigError(f"python -m unlearn eval computes TOFU's metrics. {NO_TOFU_SPLITS} Point it at a "
-                          "TOFU-format benchmark instead (data.source=tofu with data.path, or the built-in one); "
-                          "a fit on your own files reports the forget and retain NLL before and after.")
+    if benchmark_of(cfg.data.source) is None:
+        raise ConfigError(f"python -m unlearn eval computes a benchmark's metrics. {NO_BENCHMARK} Point it at a "
+                          "benchmark instead (data.source=tofu with data.path, data.source=muse, or the built-in "
+                          "one); a fit on your own files reports the forget and retain NLL before and after.")
     if model_path is not None:
         cfg = replace(cfg, model=replace(cfg.model, path=str(model_path)))
     check_not_a_run_folder(cfg.model.path)
@@ -160,13 +148,12 @@ def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None 
     assets = resolve_assets(cfg)
     model_path = str(assets.target)
     retain_path = cfg.model.retain_path or assets.retain
-    if retain_path is None and cfg.data.source == "builtin":  # the built-in retain model (trained on first use)
+    if retain_path is None and cfg.data.source in BUILTIN_SOURCES:  # the built-in retain model (trained on first use)
         retain_path = resolve_assets(replace(cfg, model=replace(cfg.model, path=None))).retain
     out = output_folder(cfg.run, model_path, out)
 
     tokenizer = load_tokenizer(cfg.model.tokenizer or model_path, cfg.model.trust_remote_code)
-    evaluator = build_evaluator(assets.source, cfg.data.forget_split, tokenizer, PromptFormat.for_model(cfg.model),
-                                cfg.data.max_length, cfg.eval)
+    evaluator = build_evaluator(assets.source, cfg.data, tokenizer, PromptFormat.for_model(cfg.model), cfg.eval)
     device, load = evaluation_device(cfg.trainer.accelerator), model_loader(cfg.model)
     retain = retain_results(retain_path, evaluator, device, cfg.run.cache_dir, cfg.model.dtype, load)
     if retain is not None and Path(retain_path).expanduser().resolve() == Path(model_path).expanduser().resolve():
@@ -185,16 +172,25 @@ def evaluate(cfg: Config, model_path: str | None = None, out: str | Path | None 
     return report
 
 
-def format_report(result: EvalResult, retain: EvalResult | None, samples: int = 3) -> str:
-    """Markdown: the summary table (with the retain model's column when known) and a few generations."""
+def format_report(result, retain, samples: int = 3) -> str:
+    """Markdown: the summary table (with the retain model's column when known), what is unavailable and why,
+    and a few generations."""
     columns = {"model": result.summary()}
     if retain is not None and retain is not result:
         columns["retain model"] = retain.summary()
-    lines = [f"# Evaluation of `{result.info.get('model')}`", "", format_table(columns), ""]
-    if result.forget_quality is None:
-        lines += [f"Forget quality is unavailable: {result.forget_quality_reason}.", ""]
-    forget = result.splits["forget"]
-    lines += ["## Sample generations (forget split)", ""]
-    for question, answer, generation in list(zip(forget.question, forget.answer, forget.generation))[:samples]:
-        lines += [f"- **Q:** {question}", f"  - **true:** {answer}", f"  - **model:** {generation}"]
-    return "\n".join(lines) + "\n"
+    lines = [f"# Evaluation of `{result.info.get('model')}`", "", format_table(columns, result.BENCHMARK), ""]
+    lines += [f"- {reason}" for reason in result.unavailable()] + ([""] if result.unavailable() else [])
+    for name, triples in result.samples().items():
+        if not triples:
+            continue
+        lines += [f"## Sample generations ({name})", ""]
+        for prompt, truth, generation in triples[:samples]:
+            lines += [f"- **prompt:** {_one_line(prompt)}", f"  - **true:** {_one_line(truth)}",
+                      f"  - **model:** {_one_line(generation)}"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "…"

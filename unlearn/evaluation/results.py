@@ -13,7 +13,9 @@ import numpy as np
 
 from unlearn.evaluation import metrics
 from unlearn.evaluation.fluency import fluency
+from unlearn.evaluation.membership import MembershipScores
 from unlearn.names import (
+    BENCHMARKS,
     FIGURES,
     FLUENCY_KEYS,
     FORGET_QUALITY,
@@ -95,17 +97,28 @@ class SplitResult:
 class EvalResult:
     """One model's results on the four splits, with forget quality against a retain model when known."""
 
+    BENCHMARK = "tofu"  # its keys: unlearn.names.BENCHMARKS["tofu"]
+
     splits: dict[str, SplitResult]
     forget_quality: float | None = None
     forget_quality_reason: str | None = "not compared with a retain model yet"
     info: dict = field(default_factory=dict)  # model path, settings: written next to the numbers
+    # Membership inference (forget vs holdout answers) and memorisation; None when eval.mia_attacks is off.
+    membership: MembershipScores | None = None
 
     def compare_with_retain(self, retain: EvalResult | None) -> EvalResult:
-        """Set forget quality from the retain model's forget-split truth ratios (in place; returns self)."""
+        """Set forget quality from the retain model's forget-split truth ratios, and the reference attack from its
+        per-text losses (in place; returns self)."""
         retain_ratios = None if retain is None else retain.splits["forget"].truth_ratio
         self.forget_quality, self.forget_quality_reason = metrics.forget_quality(
             self.splits["forget"].truth_ratio, retain_ratios)
+        if self.membership is not None:
+            self.membership.compare_with_retain(None if retain is None else retain.membership)
         return self
+
+    def unavailable(self) -> list[str]:
+        """What could not be computed, and why (forget quality without a retain model is said apart)."""
+        return [] if self.membership is None else self.membership.unavailable()
 
     @property
     def model_utility(self) -> float:
@@ -113,11 +126,14 @@ class EvalResult:
         return metrics.model_utility([figures[split][figure] for split in UTILITY_SPLITS for figure in FIGURES])
 
     def summary(self) -> dict[str, float | None]:
-        """The 14 numbers, keyed as logged: ``forget/forget_quality``, ``utility/model_utility``, then 12 figures."""
+        """The 14 numbers, keyed as logged: ``forget/forget_quality``, ``utility/model_utility``, then 12 figures;
+        then the membership-inference AUCs (``privacy/mia_*``) and memorisation, when computed."""
         out = {FORGET_QUALITY: self.forget_quality, MODEL_UTILITY: self.model_utility}
         for split in SPLITS:
             for figure, value in self.splits[split].figures().items():
                 out[metric_key(split, figure)] = value
+        if self.membership is not None:
+            out.update(self.membership.summary())
         return out
 
     def fluency(self) -> dict[str, float]:
@@ -125,25 +141,35 @@ class EvalResult:
         return {metric_key(split, figure): value for split in SPLITS
                 for figure, value in fluency(self.splits[split].generation).items()}
 
+    def samples(self) -> dict[str, list[tuple[str, str, str]]]:
+        """(question, true answer, generation) of the forget and retain splits, for TensorBoard and reports."""
+        return {name: list(zip(self.splits[name].question, self.splits[name].answer, self.splits[name].generation))
+                for name in ("forget", "retain")}
+
     def to_dict(self) -> dict:
-        return {"summary": self.summary(), "fluency": self.fluency(),
+        return {"benchmark": self.BENCHMARK, "summary": self.summary(), "fluency": self.fluency(),
                 "forget_quality_reason": self.forget_quality_reason, "info": self.info,
-                "per_question": {name: split.to_dict() for name, split in self.splits.items()}}
+                "per_question": {name: split.to_dict() for name, split in self.splits.items()},
+                "membership": None if self.membership is None else self.membership.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> EvalResult:
         splits = {name: SplitResult.from_dict(name, values) for name, values in data["per_question"].items()}
-        return cls(splits, data["summary"][FORGET_QUALITY], data.get("forget_quality_reason"),
-                   data.get("info", {}))
+        membership = data.get("membership")
+        return cls(splits, data["summary"][FORGET_QUALITY], data.get("forget_quality_reason"), data.get("info", {}),
+                   None if membership is None else MembershipScores.from_dict(membership))
 
 
-def format_table(columns: dict[str, dict[str, float | None]]) -> str:
-    """A markdown table: one row per summary key, one column per model (``{"target": summary, ...}``)."""
+def format_table(columns: dict[str, dict[str, float | None]], benchmark: str = "tofu") -> str:
+    """A markdown table: one row per summary key, one column per model (``{"target": summary, ...}``).
+
+    Rows follow :data:`unlearn.names.BENCHMARKS` ``[benchmark].rows``; a row no column has (e.g.
+    membership inference on a benchmark without holdout texts) is left out.
+    """
     names = list(columns)
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    rows = [("forget quality", FORGET_QUALITY), ("model utility", MODEL_UTILITY)]
-    rows += [(f"{SPLIT_TITLES[split]} {FIGURE_TITLES[figure]}", metric_key(split, figure))
-             for split in SPLITS for figure in FIGURES]
-    for title, key in rows:
+    for title, key in BENCHMARKS[benchmark].rows:
+        if not any(key in columns[name] for name in names):
+            continue
         lines.append(f"| {title} | " + " | ".join(format_number(columns[name].get(key)) for name in names) + " |")
     return "\n".join(lines)

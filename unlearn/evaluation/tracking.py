@@ -14,8 +14,8 @@ from typing import Callable
 
 
 from unlearn.errors import ConfigError
-from unlearn.evaluation.results import SUMMARY_KEYS, EvalResult
 from unlearn.files import install_folder, recover_folder
+from unlearn.names import BENCHMARKS, BenchmarkKeys, is_fluency_key
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,11 @@ def _callbacks_module():
 class FitEvaluation:
     """The evaluation callbacks of one run and what they found."""
 
-    evaluation: object  # unlearn.callbacks.evaluation.TofuEvaluation
+    evaluation: object  # unlearn.callbacks.evaluation.BenchmarkEvaluation
     selection: object  # unlearn.callbacks.selection.BestEpochSelection
     collapse: object  # unlearn.callbacks.collapse.UtilityCollapseStopping
-    retain: EvalResult | None
+    retain: object | None  # the retain model's result (EvalResult, MuseResult...)
+    benchmark: BenchmarkKeys = BENCHMARKS["tofu"]
 
     @property
     def callbacks(self) -> list:
@@ -71,6 +72,7 @@ class FitEvaluation:
         records = self.evaluation.records
         selected = self.selection.selected
         return {
+            "benchmark": self.benchmark.name,
             "target": _numbers(records[0]) if records else None,
             "retain": None if self.retain is None else self.retain.summary(),
             "retain_fluency": None if self.retain is None else self.retain.fluency(),
@@ -82,35 +84,43 @@ class FitEvaluation:
             "stop_reason": self.collapse.reason,
             "forget_quality_reason": None if self.retain is not None else
             "no retain model results (give model.retain_path=...)",
+            # What the latest evaluation could not compute and why (no holdout texts for membership inference...).
+            "unavailable": [] if self.evaluation.latest is None else self.evaluation.latest.unavailable(),
             "history": [dict(r) for r in records],
         }
 
 
 def _numbers(record: dict) -> dict:
-    return {key: record[key] for key in SUMMARY_KEYS}
+    """The evaluation's summary numbers of a record (no epoch, step or fluency)."""
+    return {key: value for key, value in record.items() if key not in ("epoch", "step") and not is_fluency_key(key)}
 
 
-def setup_fit_evaluation(evaluator, retain: EvalResult | None, every_n_epochs: int, num_logged_samples: int,
+def setup_fit_evaluation(evaluator, retain, every_n_epochs: int, num_logged_samples: int,
                          rule: str, collapse_fraction: float, save_dir: Path,
-                         save_model: Callable[[object, Path], None]) -> FitEvaluation:
+                         save_model: Callable[[object, Path], None],
+                         benchmark: BenchmarkKeys = BENCHMARKS["tofu"]) -> FitEvaluation:
     """The evaluation, selection and collapse callbacks of a run, built from their settings.
 
     Args:
-        evaluator: A :class:`~unlearn.evaluation.TofuEvaluator`.
-        retain: The retain model's results (forget quality needs them), or None.
+        evaluator: The benchmark's evaluator (:class:`~unlearn.evaluation.TofuEvaluator`, MUSE's, multiple choice's).
+        retain: The retain model's results (forget quality and PrivLeak need them), or None.
         rule: ``eval.selection``; without a retain model ``forget_quality`` falls back to ``last``.
         save_dir: Where the best epoch's weights are kept until the run ends.
         save_model: ``save_model(policy, folder)`` writes a complete model folder.
+        benchmark: The benchmark's keys: its utility (watched for collapse) and forget score (selection).
     """
     evaluation_mod, collapse_mod, selection_mod = _callbacks_module()
-    if retain is None and rule == "forget_quality":
-        log.warning("No retain model, so no forget quality: the run keeps its last epoch (eval.selection=last). "
-                    "Give model.retain_path=... to select by forget quality.")
+    needs_retain = benchmark.selection_goal != "low"  # forget quality, PrivLeak: measured against the retain model
+    if retain is None and rule == "forget_quality" and needs_retain:
+        log.warning("No retain model, so no %s: the run keeps its last epoch (eval.selection=last). "
+                    "Give model.retain_path=... to select by it.", benchmark.selection)
         rule = "last"
     try:
-        evaluation = evaluation_mod.TofuEvaluation(evaluator, every_n_epochs, retain, num_logged_samples)
-        selection = selection_mod.BestEpochSelection(evaluation, rule, collapse_fraction, save_dir, save_model)
-        collapse = collapse_mod.UtilityCollapseStopping(evaluation, collapse_fraction)
+        evaluation = evaluation_mod.BenchmarkEvaluation(evaluator, every_n_epochs, retain, num_logged_samples,
+                                                        benchmark)
+        selection = selection_mod.BestEpochSelection(evaluation, rule, collapse_fraction, save_dir, save_model,
+                                                     benchmark)
+        collapse = collapse_mod.UtilityCollapseStopping(evaluation, collapse_fraction, monitor=benchmark.utility)
     except ValueError as err:
         raise ConfigError(f"eval: {err}") from err
-    return FitEvaluation(evaluation, selection, collapse, retain)
+    return FitEvaluation(evaluation, selection, collapse, retain, benchmark)

@@ -1,1 +1,1 @@
-"""Experiments: many runs at once (grid, sweep) and speed benchmarks."""
+"""Experiments: many runs at once (sweep, reproduce) and speed benchmarks."""

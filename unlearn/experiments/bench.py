@@ -214,12 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         memory = {m: _child_peak_rss(args.preset, m, args.steps) for m in METHODS}
         kind = "peak RSS growth of a fresh process per method, over the model and batches it starts with"
     print(format_table(times, memory, kind))
-    try:
-        from unlearn.evaluation.bench import evaluation_throughput
-    except ImportError:
-        print("\nEvaluation throughput: the batched evaluator is not available in this build.")
-    else:
-        print(evaluation_throughput(args.device))
+    from unlearn.evaluation.bench import evaluation_throughput
+    from unlearn.evaluation.bench_muse import muse_throughput
+
+    print(evaluation_throughput(args.device))
+    print(muse_throughput(args.device))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""One policy for the fit runs of an experiment (grid, sweep): skip the finished, continue the interrupted.
+"""One policy for the fit runs of an experiment (sweep, reproduce): skip the finished, continue the interrupted.
 
 A run is finished when its ``summary.json`` exists (``fit`` writes it last, atomically). An
 interrupted run with a checkpoint continues from it (``run.resume=true``, to the weights an

@@ -6,10 +6,11 @@ import difflib
 from dataclasses import asdict
 from typing import Any
 
-from unlearn.config.schema import LossConfig
+from unlearn.config.loss import LossConfig
 from unlearn.errors import ConfigError
 
 from unlearn.losses.base import LossOutput, UnlearningLoss, sequence_nll, token_counts, token_mean_nll
+from unlearn.losses.ce_u import CEU
 from unlearn.losses.dpo import IdkDPO
 from unlearn.losses.ga import GradAscent
 from unlearn.losses.grad_diff import GradDiff
@@ -18,8 +19,13 @@ from unlearn.losses.kl import GradAscentKL
 from unlearn.losses.npo import NPO
 from unlearn.losses.npo_kl import NPOKL
 from unlearn.losses.npo_rt import NPORT
+from unlearn.losses.pdu import PDU
 from unlearn.losses.retain import RetainTerm
+from unlearn.losses.rmu import RMU
+from unlearn.losses.satimp import SatImp
 from unlearn.losses.simnpo import SimNPO
+from unlearn.losses.undial import UNDIAL
+from unlearn.losses.wga import WGA
 from unlearn.names import BETA_LOSSES, LOSS_NAMES
 
 LOSSES: dict[str, type[UnlearningLoss]] = {
@@ -32,6 +38,12 @@ LOSSES: dict[str, type[UnlearningLoss]] = {
     "npo_rt": NPORT,
     "npo_kl": NPOKL,
     "simnpo": SimNPO,
+    "undial": UNDIAL,
+    "wga": WGA,
+    "satimp": SatImp,
+    "ce_u": CEU,
+    "pdu": PDU,
+    "rmu": RMU,
 }
 # unlearn.names holds the names torch-free (for the sweep, the grid and config checks); they must match.
 assert tuple(LOSSES) == LOSS_NAMES, f"unlearn.names.LOSS_NAMES {LOSS_NAMES} != LOSSES keys {tuple(LOSSES)}"
@@ -96,6 +108,7 @@ def build_loss_from_config(loss: LossConfig, max_length: int | None = None) -> U
 
 
 __all__ = [
+    "CEU",
     "LOSSES",
     "GradAscent",
     "GradAscentKL",
@@ -106,9 +119,14 @@ __all__ = [
     "NPO",
     "NPOKL",
     "NPORT",
+    "PDU",
+    "RMU",
     "RetainTerm",
+    "SatImp",
     "SimNPO",
+    "UNDIAL",
     "UnlearningLoss",
+    "WGA",
     "build_loss",
     "build_loss_from_config",
     "sequence_nll",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -135,15 +136,21 @@ class UnlearningLoss:
     forward, no retain batch) without type checks. Class values are the defaults; a strategy with a
     configurable retain term sets them per instance from its :class:`~unlearn.losses.retain.RetainTerm`.
 
+    A strategy with training state of its own (PDU's dual variable) updates it in :meth:`update`,
+    which the training module calls after every training batch, and returns it from
+    :meth:`state_dict`, which the module saves in every checkpoint and hands back on resume.
+
     Attributes:
         needs_reference_logps: Reads ``reference.sequence_logps`` on forget (and idk) batches.
-        needs_reference_logits: Reads ``reference.logits`` on the retain batch (KL).
+        needs_reference_logits: Reads ``reference.logits`` (KL on the retain batch, UNDIAL's teacher on forget).
+        needs_reference_hidden_states: Reads ``reference.hidden_states`` at a decoder layer (RMU).
         uses_retain: Reads ``batch["retain"]``.
         uses_idk: Reads ``batch["idk"]``.
     """
 
     needs_reference_logps: ClassVar[bool] = False
     needs_reference_logits: ClassVar[bool] = False
+    needs_reference_hidden_states: ClassVar[bool] = False
     uses_retain: ClassVar[bool] = False
     uses_idk: ClassVar[bool] = False
 
@@ -160,6 +167,32 @@ class UnlearningLoss:
                 strategy needs none.
         """
         raise NotImplementedError
+
+    def trainable_parameters(self, policy: Any) -> list[str] | None:
+        """Names of the policy parameters this strategy trains, or ``None`` for every trainable one.
+
+        The training module freezes the others before the optimiser is built (RMU trains a few layers).
+        """
+        return None
+
+    def update(self, out: LossOutput, epoch: int, mean_over_ranks: Callable[[Tensor], Tensor]) -> None:
+        """Advance the strategy's own training state after a training batch (nothing by default).
+
+        Args:
+            out: What :meth:`__call__` returned for the batch.
+            epoch: The current epoch (0-based).
+            mean_over_ranks: Averages a tensor over every process (the identity on one), so that
+                state derived from it is the same on every rank. Every rank calls :meth:`update` for
+                every batch, so a strategy may call it whenever its decision depends only on values
+                shared by all ranks (such as ``epoch``).
+        """
+
+    def state_dict(self) -> dict[str, Any]:
+        """The strategy's training state, saved with every checkpoint (empty by default)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (a resumed run)."""
 
     @classmethod
     def hparam_names(cls) -> list[str]:
@@ -196,6 +229,13 @@ def check_non_negative(name: str, value: Any) -> float:
     value = check_number(name, value)
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def check_int(name: str, value: Any, minimum: int = 0) -> int:
+    """Return ``value`` or raise ``ValueError`` unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
 
 

@@ -1,4 +1,4 @@
-"""The frozen reference model ``π_ref`` that NPO, DPO and the KL retain term compare against.
+"""The frozen reference model ``π_ref`` that NPO, DPO, UNDIAL, RMU and the KL retain term compare against.
 
 Losses only talk to the small :class:`Reference` protocol, so a reference that computes on the fly
 (:class:`ModelReference`) and one that reads precomputed sequence log-probs keyed by
@@ -21,6 +21,7 @@ from torch import Tensor
 
 from unlearn.files import atomic_write
 from unlearn.identity import short_hash, stable_json
+from unlearn.losses.activations import layer_output
 from unlearn.losses.base import forward_logits, sequence_nll
 from unlearn.models.modes import eval_mode
 
@@ -48,7 +49,11 @@ class Reference(Protocol):
         ...
 
     def logits(self, inputs: dict[str, Tensor]) -> Tensor:
-        """Full next-token logits ``(B, T, V)`` without grad (for KL on retain batches)."""
+        """Full next-token logits ``(B, T, V)`` without grad (KL on retain batches, UNDIAL's teacher)."""
+        ...
+
+    def hidden_states(self, inputs: dict[str, Tensor], layer: int) -> Tensor:
+        """Output ``(B, T, D)`` of decoder layer ``layer`` without grad (RMU's retain term)."""
         ...
 
 
@@ -84,6 +89,11 @@ class ModelReference:
         """Next-token logits of the frozen model, ``(B, T, V)``."""
         return forward_logits(self.model, inputs)
 
+    @torch.no_grad()
+    def hidden_states(self, inputs: dict[str, Tensor], layer: int) -> Tensor:
+        """What decoder layer ``layer`` of the frozen model outputs, ``(B, T, D)``."""
+        return layer_output(self.model, inputs, layer)
+
 
 class AdapterReference:
     """The policy with its LoRA adapters switched off: the starting model, at no memory cost.
@@ -108,6 +118,11 @@ class AdapterReference:
 
     def logits(self, inputs: dict[str, Tensor]) -> Tensor:
         return self._forward(inputs)
+
+    def hidden_states(self, inputs: dict[str, Tensor], layer: int) -> Tensor:
+        """Decoder layer ``layer``'s output with the adapters off (the layer is found in the same network)."""
+        with eval_mode(self.policy), torch.no_grad(), self.policy.disable_adapter():
+            return layer_output(self.policy, inputs, layer)
 
 
 class CachedReference:
@@ -185,6 +200,10 @@ class CachedReference:
     def logits(self, inputs: dict[str, Tensor]) -> Tensor:
         raise RuntimeError("A cached reference holds sequence log-probs only; a loss that needs the reference's "
                            "full distribution (KL) needs reference.mode=model.")
+
+    def hidden_states(self, inputs: dict[str, Tensor], layer: int) -> Tensor:
+        raise RuntimeError("A cached reference holds sequence log-probs only; a loss that reads the reference's "
+                           "hidden states (RMU) needs reference.mode=model (or adapter under LoRA).")
 
     def save(self) -> None:
         """Write the table atomically (temporary name, then rename)."""

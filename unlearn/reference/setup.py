@@ -4,12 +4,18 @@
   stored under ``run.cache_dir`` keyed by the model's identity and the exact token ids, so a later
   run with the same model and data reuses them. No second copy of the weights is ever held.
 - ``model``: a second, frozen copy of the starting model, resident for the whole run. Needed
-  when a loss reads the reference's full distribution (the KL retain term).
+  when a loss reads the reference's full distribution (the KL retain term, UNDIAL's teacher) or its
+  hidden states (RMU's retain term).
 - ``adapter``: under LoRA, the same network with its adapters switched off.
-- ``auto``: ``cache`` when the loss needs only sequence log-probs (``npo``, ``npo_rt``, ``dpo``),
-  ``model`` when it needs logits (``kl``, ``npo_kl``), ``adapter`` under LoRA; none when the loss
-  needs no reference (``ga``, ``grad_diff``, ``idk``, ``simnpo``). Under FSDP/DeepSpeed ``model``
-  is refused (see :func:`resolve_reference_mode`).
+- ``auto``: the cheapest reference that serves the loss: ``cache`` when it needs only sequence
+  log-probs (``npo``, ``npo_rt``, ``dpo``); ``model`` when it needs logits (``kl``, ``npo_kl``,
+  ``undial``, and ``wga`` / ``satimp`` / ``pdu`` / ``simnpo`` / ``dpo`` with ``retain=kl``) or
+  hidden states (``rmu``); ``adapter`` under LoRA whatever it needs; none when the loss needs no
+  reference (``ga``, ``grad_diff``, ``idk``, ``simnpo``, ``wga``, ``satimp``, ``ce_u``, ``pdu``). A
+  cache of UNDIAL's logits (a vocabulary-sized row per forget token) or of RMU's retain hidden
+  states (a hidden-size row per retain token, and RMU pairs every retain row in turn) would not fit
+  where a second model does not, so neither is offered. Under FSDP/DeepSpeed ``model`` is refused
+  (see :func:`resolve_reference_mode`).
 """
 
 from __future__ import annotations
@@ -38,24 +44,27 @@ def resolve_reference_mode(mode: str, loss, lora: bool = False, strategy: str = 
     name = type(loss).__name__
     if mode not in REFERENCE_MODES:
         raise ConfigError(f"reference.mode must be one of {', '.join(REFERENCE_MODES)}, got '{mode}'.")
-    if not (loss.needs_reference_logps or loss.needs_reference_logits):
+    hidden = getattr(loss, "needs_reference_hidden_states", False)
+    if not (loss.needs_reference_logps or loss.needs_reference_logits or hidden):
         return None
     family = strategy_name(strategy)
-    resident = mode == "model" or (mode == "auto" and loss.needs_reference_logits)
+    full = loss.needs_reference_logits or hidden  # what a log-prob cache cannot hold
+    reads = ("the reference's hidden states at a decoder layer (RMU)" if hidden
+             else "the reference's full next-token distribution (KL, UNDIAL)")
+    resident = mode == "model" or (mode == "auto" and full)
     if family in SHARDED_STRATEGIES and not lora and resident:
-        needs = ("it reads the reference's full next-token distribution (KL), which a log-prob cache cannot hold"
-                 if loss.needs_reference_logits else "use reference.mode=cache (or auto), which needs no second model")
+        needs = (f"it reads {reads}, which a log-prob cache cannot hold"
+                 if full else "use reference.mode=cache (or auto), which needs no second model")
         raise ConfigError(
             f"{name} with trainer.strategy={strategy}: a second, frozen reference model (reference.mode=model) is "
             f"not sharded by {family}, so every device would hold a whole unsharded copy; {needs}. Options: "
             "model.lora.enabled=true (the reference is the same sharded network with its adapters off), or "
             "trainer.strategy=ddp with reference.mode=model when two copies fit on one device.")
     if mode == "auto":
-        return "adapter" if lora else ("model" if loss.needs_reference_logits else "cache")
-    if mode == "cache" and loss.needs_reference_logits:
-        raise ConfigError(f"reference.mode=cache cannot serve {name}: it reads the reference's full next-token "
-                          "distribution on retain batches (KL), and a cache holds one log-prob per forget sample. "
-                          "Use reference.mode=model (or auto).")
+        return "adapter" if lora else ("model" if full else "cache")
+    if mode == "cache" and full:
+        raise ConfigError(f"reference.mode=cache cannot serve {name}: it reads {reads}, and a cache holds one "
+                          "log-prob per forget sample. Use reference.mode=model (or auto).")
     if mode == "adapter" and not lora:
         raise ConfigError("reference.mode=adapter needs LoRA adapters on the policy (the reference is the same "
                           "network with its adapters off); turn LoRA on or use reference.mode=auto.")

@@ -2,151 +2,171 @@
 
 Reads each run's ``summary.json`` (written by ``fit``) and writes into ``--out``:
 
-- ``comparison.md``: one row per run (method, forget split, forget quality and model utility of
-  the selected epoch, forget ROUGE-L, fluency of the forget-set generations, selected epoch, last
-  epoch, early stop, and the best forget quality among epochs that kept ``--utility-floor`` of the
-  starting utility), preceded by the target and retain models of each forget split;
-- ``comparison.png``: forget quality (log scale) against model utility, one trajectory per run with
-  a point per evaluated epoch, beside model utility against training step (:mod:`unlearn.reporting.plots`).
+- ``comparison.md``: one row per run, in the words of the runs' benchmark (:mod:`unlearn.reporting.display`;
+  TOFU: method, forget split, forget quality and model utility of the selected epoch, forget ROUGE-L,
+  fluency of the forget-set generations, selected epoch, last epoch, early stop, and the best forget
+  quality among epochs that kept ``--utility-floor`` of the starting utility; MUSE: VerbMem, KnowMem
+  forget and retain, PrivLeak, MIA LOSS AUC; multiple choice: forget and general accuracy), preceded by
+  the target and retain models of each forget split; then, for runs with an ``attack.json``, what each
+  attack brought back (:mod:`unlearn.reporting.robustness`);
+- ``comparison.png``: the benchmark's forget measure against its utility (TOFU's forget quality on a log
+  scale), one trajectory per run with a point per evaluated epoch, beside utility against training step
+  (:mod:`unlearn.reporting.plots`).
+
+Runs of different benchmarks are refused (:class:`MixedBenchmarksError`): their numbers do not compare.
+Runs of one setting over several seeds (folders named ``<setting>_seed<N>``, as ``python -m unlearn
+sweep`` names them) make one row, ``<setting> (n=k)``, each number the mean ± sd over the seeds (sd
+with ddof = 1), and one trajectory, the mean per evaluated epoch with ±1 sd error bars
+(:mod:`unlearn.reporting.stats`); ``--separate-seeds`` keeps them apart.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from pathlib import Path
 
-from unlearn.names import FORGET_QUALITY as FQ
-from unlearn.names import MODEL_UTILITY as MU
-from unlearn.names import format_number, metric_key
-from unlearn.reporting.plots import save_png, trajectory_figure
 from unlearn.errors import RunFolderError, UnlearnError
 from unlearn.files import atomic_write_text
+from unlearn.names import BenchmarkKeys, format_number
+from unlearn.reporting.display import Display, display_of
+from unlearn.reporting.plots import save_png, trajectory_figure
+from unlearn.reporting.robustness import robustness_notes, robustness_table
+from unlearn.reporting.runs import (TOFU, MixedBenchmarksError, NotARunError, best_within_utility, common_benchmark,
+                                    load_run, run_benchmark, selected_epoch)
+from unlearn.reporting.stats import describe, format_stat, mean_history, mean_sd, seed_groups
 
-ROUGE_L, DISTINCT_2, REPETITION = (metric_key("forget", figure) for figure in ("rouge_l", "distinct_2", "repetition"))
-COLUMNS = ("run", "method", "forget split", "forget quality", "model utility (× target)", "forget ROUGE-L",
-           "forget distinct-2", "forget repetition", "selected epoch", "last epoch: FQ / MU", "stopped")
+# Reading runs (unlearn.reporting.runs) is part of this module's interface: the sweep and the tests use it from here.
+__all__ = ["UTILITY_FLOOR", "MixedBenchmarksError", "NotARunError", "best_within_utility", "common_benchmark",
+           "compare", "comparison_table", "floor_column", "group_row", "load_run", "main", "reference_rows",
+           "run_benchmark", "run_row", "selected_epoch", "table_columns"]
+
 UTILITY_FLOOR = 0.9
 OUTPUTS = ("comparison.md", "comparison.png")
+LEFT_ALIGNED = ("run", "method", "forget split", "stopped")
 
 
-def floor_column(floor: float) -> str:
-    return f"best FQ at MU ≥ {floor:g}× (epoch)"
+def floor_column(floor: float, benchmark: BenchmarkKeys = TOFU) -> str:
+    """``best FQ at MU ≥ 0.9× (epoch)``, ``best PrivLeak at KnowMem retain ≥ 0.9× (epoch)``..."""
+    _, utility, selection = display_of(benchmark).short
+    return f"best {selection} at {utility} ≥ {floor:g}× (epoch)"
 
 
-class NotARunError(UnlearnError, FileNotFoundError):
-    """A folder given to ``compare`` that does not hold a finished, evaluated ``fit`` run."""
+def _last_column(display: Display) -> str:
+    return f"last epoch: {display.short[0]} / {display.short[1]}"
 
 
-def load_run(run_dir: str | Path) -> dict:
-    """A finished run's summary, with its evaluation history.
-
-    Raises:
-        NotARunError: no such folder, no ``summary.json`` (not a run, or not finished), or a run
-            without evaluation (``eval.enabled=false``).
-    """
-    run_dir = Path(run_dir)
-    path = run_dir / "summary.json"
-    if not run_dir.is_dir():
-        raise NotARunError(f"{run_dir} is not a folder.")
-    if not path.is_file():
-        raise NotARunError(f"{run_dir} is not a finished run: it has no summary.json (fit writes it at the end "
-                           f"of a run; give folders such as runs/npo_rt_forget10_...).")
-    try:
-        summary = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise NotARunError(f"{path} is not valid JSON ({err}).") from err
-    evaluation = summary.get("evaluation") if isinstance(summary, dict) else None
-    if not evaluation or not evaluation.get("history"):
-        raise NotARunError(f"{run_dir} has no evaluation history (it was run with eval.enabled=false); "
-                           f"evaluate it with `python -m unlearn eval model.path={run_dir / 'model'}` instead.")
-    return summary
+def _utility_column(display: Display) -> str:
+    return f"{display.utility.title} (× target)"
 
 
-def _record(history: list[dict], epoch: int | None) -> dict:
-    return next((r for r in history if r["epoch"] == epoch), {})
+def table_columns(benchmark: BenchmarkKeys = TOFU, floor: float = UTILITY_FLOOR) -> tuple[str, ...]:
+    """The titles of ``comparison.md``'s table for runs of ``benchmark``."""
+    shown = display_of(benchmark)
+    return ("run", "method", "forget split", shown.forget.title, *(m.title for m in shown.before),
+            _utility_column(shown), *(m.title for m in shown.after), "selected epoch", _last_column(shown), "stopped",
+            floor_column(floor, benchmark))
 
 
-def selected_epoch(evaluation: dict) -> tuple[dict, float | None]:
-    """The numbers of a run's selected epoch (its saved model), and its model utility relative to epoch 0."""
-    history = evaluation["history"]
-    chosen = {**_record(history, evaluation["selected_epoch"]), **(evaluation.get("unlearned") or {})}
-    start = history[0].get(MU)
-    return chosen, chosen[MU] / start if chosen.get(MU) is not None and start else None
+def _split(summary: dict) -> str:
+    return summary.get("forget_split") or summary.get("forget_set") or ""
 
 
-def best_within_utility(history: list[dict], floor: float) -> dict | None:
-    """The evaluated epoch (after the start) with the highest forget quality among those whose model
-    utility stayed at least ``floor`` × the starting utility; the earliest on ties; None if none did.
-
-    A stricter utility constraint than the run's own selection (``eval.collapse_fraction``), for
-    comparing the trade-off of methods that overshoot and then recover.
-    """
-    start = history[0].get(MU)
-    if start is None or not math.isfinite(start):
-        return None
-    eligible = [r for r in history[1:] if r.get(FQ) is not None and r.get(MU) is not None
-                and math.isfinite(r[MU]) and r[MU] >= floor * start]
-    return max(eligible, key=lambda r: r[FQ], default=None)
+def _stopped(evaluation: dict) -> str:
+    return f"epoch {evaluation['stopped_epoch']} (collapse)" if evaluation.get("stopped_epoch") is not None else "no"
 
 
 def run_row(name: str, summary: dict, floor: float = UTILITY_FLOOR) -> dict[str, str]:
     """The table row of one run: the selected epoch's numbers and how the run ended."""
+    keys = run_benchmark(summary)
+    shown = display_of(keys)
     evaluation = summary["evaluation"]
     history, selected = evaluation["history"], evaluation["selected_epoch"]
     chosen, ratio = selected_epoch(evaluation)
-    last = history[-1]
-    stopped = f"epoch {evaluation['stopped_epoch']} (collapse)" if evaluation.get("stopped_epoch") is not None else "no"
-    best = best_within_utility(history, floor)
-    return {"run": name, "method": summary["loss"], "forget split": summary["forget_split"],
-            "forget quality": format_number(chosen.get(FQ), "g"),
-            "model utility (× target)": f"{format_number(chosen.get(MU))} ({format_number(ratio, '.2f')}×)",
-            "forget ROUGE-L": format_number(chosen.get(ROUGE_L)),
-            "forget distinct-2": format_number(chosen.get(DISTINCT_2)),
-            "forget repetition": format_number(chosen.get(REPETITION), ".2f"),
-            "selected epoch": str(selected),
-            "last epoch: FQ / MU": f"{last['epoch']}: {format_number(last.get(FQ), 'g')} / {format_number(last.get(MU))}",
-            "stopped": stopped,
-            floor_column(floor): "none" if best is None else f"{format_number(best[FQ], 'g')} ({best['epoch']})"}
+    last, best = history[-1], best_within_utility(history, floor, keys)
+    row = {"run": name, "method": summary["loss"], "forget split": _split(summary),
+           **{m.title: m.cell(chosen) for m in (shown.forget, *shown.before, *shown.after)}}
+    row[_utility_column(shown)] = f"{shown.utility.cell(chosen)} ({format_number(ratio, '.2f')}×)"
+    row.update({"selected epoch": str(selected),
+                _last_column(shown): f"{last['epoch']}: {shown.forget.cell(last)} / {shown.utility.cell(last)}",
+                "stopped": _stopped(evaluation),
+                floor_column(floor, keys):
+                    "none" if best is None else f"{shown.selection.cell(best)} ({best['epoch']})"})
+    return row
+
+
+def group_row(name: str, summaries: list[dict], floor: float = UTILITY_FLOOR) -> dict[str, str]:
+    """The table row of one setting's runs over seeds: :func:`run_row`'s numbers as mean ± sd."""
+    keys = run_benchmark(summaries[0])
+    shown = display_of(keys)
+
+    def cell(values, digits: str = ".3f") -> str:
+        return format_stat(describe(list(values)), digits, ci=False)
+
+    def measure(m, records) -> str:
+        return cell((r.get(m.key) for r in records), m.digits)
+
+    evaluations = [s["evaluation"] for s in summaries]
+    chosen = [selected_epoch(e) for e in evaluations]
+    records = [c for c, _ in chosen]
+    lasts = [e["history"][-1] for e in evaluations]
+    bests = [best_within_utility(e["history"], floor, keys) for e in evaluations]
+    stopped = sum(e.get("stopped_epoch") is not None for e in evaluations)
+    missing = sum(b is None for b in bests)
+    row = {"run": f"{name} (n={len(summaries)})", "method": summaries[0]["loss"], "forget split": _split(summaries[0]),
+           **{m.title: measure(m, records) for m in (shown.forget, *shown.before, *shown.after)}}
+    row[_utility_column(shown)] = f"{measure(shown.utility, records)} ({cell((r for _, r in chosen), '.2f')}×)"
+    row.update({"selected epoch": cell((e["selected_epoch"] for e in evaluations), ".1f"),
+                _last_column(shown): f"{cell((r['epoch'] for r in lasts), '.1f')}: "
+                                 f"{measure(shown.forget, lasts)} / {measure(shown.utility, lasts)}",
+                "stopped": f"{stopped} of {len(summaries)} (collapse)" if stopped else "no",
+                floor_column(floor, keys): (measure(shown.selection, [b for b in bests if b]) if missing < len(bests)
+                                            else "none") + (f" ({missing} none)" if 0 < missing else "")})
+    return row
 
 
 def reference_rows(summary: dict) -> list[dict[str, str]]:
     """The target (epoch 0 of the run) and retain models of a run's forget split."""
-    split, evaluation = summary["forget_split"], summary["evaluation"]
+    shown = display_of(run_benchmark(summary))
+    evaluation = summary["evaluation"]
     start = evaluation["history"][0]
     retain = {**(evaluation.get("retain") or {}), **(evaluation.get("retain_fluency") or {})}
-    rows = [("target (before unlearning)", start), ("retain model", retain)]
-    return [{"run": "", "method": method, "forget split": split,
-             "forget quality": format_number(values.get(FQ), "g"),
-             "model utility (× target)": format_number(values.get(MU)),
-             "forget ROUGE-L": format_number(values.get(ROUGE_L)),
-             "forget distinct-2": format_number(values.get(DISTINCT_2)),
-             "forget repetition": format_number(values.get(REPETITION), ".2f"),
-             "selected epoch": "", "last epoch: FQ / MU": "", "stopped": ""} for method, values in rows]
+    return [{"run": "", "method": method, "forget split": _split(summary),
+             **{m.title: m.cell(values) for m in (shown.forget, *shown.before, *shown.after)},
+             _utility_column(shown): shown.utility.cell(values), "selected epoch": "", _last_column(shown): "",
+             "stopped": ""}
+            for method, values in (("target (before unlearning)", start), ("retain model", retain))]
 
 
-def comparison_table(runs: dict[str, dict], floor: float = UTILITY_FLOOR) -> str:
-    """Markdown table of ``{name: summary}``: reference models per forget split, then one row per run."""
+def comparison_table(runs: dict[str, dict | list[dict]], floor: float = UTILITY_FLOOR) -> str:
+    """Markdown table of ``{name: summary}`` (or ``{name: [summary per seed]}``), all of one benchmark:
+    reference models per forget split, then one row per run or setting."""
     rows, first = [], {}
-    for summary in runs.values():  # per split, a run that also recorded the retain model's fluency, if any
-        split = summary["forget_split"]
+    summaries = [s for value in runs.values() for s in (value if isinstance(value, list) else [value])]
+    keys = common_benchmark(runs)
+    for summary in summaries:  # per split, a run that also recorded the retain model's fluency, if any
+        split = _split(summary)
         if split not in first or (summary["evaluation"].get("retain_fluency")
                                   and not first[split]["evaluation"].get("retain_fluency")):
             first[split] = summary
     for summary in first.values():
         rows.extend(reference_rows(summary))
-    rows.extend(run_row(name, summary, floor) for name, summary in runs.items())
-    columns = (*COLUMNS, floor_column(floor))
-    lines = ["| " + " | ".join(columns) + " |", "|---|---|---|" + "---:|" * (len(COLUMNS) - 4) + "---|---:|"]
+    rows.extend(group_row(name, value, floor) if isinstance(value, list) else run_row(name, value, floor)
+                for name, value in runs.items())
+    columns = table_columns(keys, floor)
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "".join("---|" if c in LEFT_ALIGNED else "---:|" for c in columns)]
     lines += ["| " + " | ".join(row.get(c, "") for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = None,
-            utility_floor: float = UTILITY_FLOOR, overwrite: bool = False) -> dict[str, Path]:
-    """Write ``comparison.md`` and ``comparison.png`` for ``run_dirs`` into ``out``.
+            utility_floor: float = UTILITY_FLOOR, overwrite: bool = False, group_seeds: bool = True) -> dict[str, Path]:
+    """Write ``comparison.md`` and ``comparison.png`` for ``run_dirs`` (runs of one benchmark) into ``out``.
+
+    With ``group_seeds``, folders ``<setting>_seed<N>`` of one setting make one row and one trajectory
+    with error bars (mean ± sd over the seeds, :func:`group_row`). Runs with an ``attack.json`` add a
+    robustness table (:func:`unlearn.reporting.robustness.robustness_table`).
 
     Each file is written whole or not at all; an existing one is replaced only with ``overwrite``.
 
@@ -155,6 +175,7 @@ def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = Non
 
     Raises:
         NotARunError: a folder that is not a finished, evaluated run (checked before anything is written).
+        MixedBenchmarksError: runs of different benchmarks (nothing is written).
         RunFolderError: ``out`` already holds a comparison and ``overwrite`` is false (nothing is written).
         ValueError: no folders, two with the same name, or a utility floor outside [0, 1].
     """
@@ -166,30 +187,55 @@ def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = Non
     if existing and not overwrite:
         raise RunFolderError(f"{' and '.join(existing)} already exist{'s' * (len(existing) == 1)}; nothing was "
                              "written. Pass --overwrite to replace the comparison, or choose another --out.")
-    runs: dict[str, dict] = {}
+    loaded: dict[str, dict] = {}
     for run_dir in run_dirs:
         name = Path(run_dir).resolve().name
-        if name in runs:
+        if name in loaded:
             raise ValueError(f"two runs are named {name}; give folders with different names")
-        runs[name] = load_run(run_dir)
+        loaded[name] = load_run(run_dir)
+    keys = common_benchmark(loaded)
+    shown = display_of(keys)
+    groups = seed_groups(run_dirs) if group_seeds else {name: [Path(folder)] for name, folder in zip(loaded, run_dirs)}
+    named = {base: [loaded[Path(folder).resolve().name] for folder in dirs] for base, dirs in groups.items()}
+    runs: dict[str, dict | list[dict]] = {
+        (base if len(dirs) > 1 else Path(dirs[0]).resolve().name): named[base] if len(dirs) > 1 else named[base][0]
+        for base, dirs in groups.items()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     heading = title or f"Comparison of {len(runs)} run{'s' * (len(runs) > 1)}"
     notes = ["", "Numbers are those of each run's selected epoch (the model saved as `<run>/model`); "
-             "model utility in brackets is relative to the run's epoch 0. Fluency (distinct-2, repetition) "
-             "is measured on the forget split's greedy generations and is not part of model utility. "
-             f"The last column is the highest forget quality among evaluated epochs whose utility stayed at least "
-             f"{utility_floor:g}× the run's epoch 0 (none: no epoch did).", ""]
+             f"{shown.utility.title} in brackets is relative to the run's epoch 0. {shown.table_note}"
+             f"The last column is {shown.selection_phrase} among evaluated epochs whose utility stayed at least "
+             f"{utility_floor:g}× the run's epoch 0 (none: no epoch did). A row `name (n=k)` holds k runs of one "
+             "setting over seeds: each number is their mean ± sd (sd with ddof = 1), and its figure the mean per "
+             "epoch with ±1 sd error bars.", ""]
+    robustness = robustness_table(runs, shown)
+    if robustness:
+        notes += ["## Robustness", "", robustness, "", robustness_notes(shown), ""]
     table = out / OUTPUTS[0]
     atomic_write_text(table, f"# {heading}\n\n{comparison_table(runs, utility_floor)}\n" + "\n".join(notes)
-                      + "\n![forget quality vs model utility](comparison.png)\n")
-    references = {f"retain model ({s['forget_split']})": ((s["evaluation"].get("retain") or {}).get(MU),
-                                                         (s["evaluation"].get("retain") or {}).get(FQ))
-                  for s in runs.values()}
-    figure = save_png(trajectory_figure({name: s["evaluation"]["history"] for name, s in runs.items()}, heading,
-                                        {name: s["evaluation"]["selected_epoch"] for name, s in runs.items()},
-                                        references), out / OUTPUTS[1])
+                      + f"\n![{shown.forget.title} vs {shown.utility.title}](comparison.png)\n")
+    references = {f"retain model ({_split(s)})": ((s["evaluation"].get("retain") or {}).get(keys.utility),
+                                                (s["evaluation"].get("retain") or {}).get(keys.forget))
+                  for s in loaded.values()}
+    histories, spread, selected, stars = {}, {}, {}, {}
+    for name, value in runs.items():
+        if isinstance(value, list):
+            histories[name], spread[name] = mean_history([s["evaluation"]["history"] for s in value])
+            stars[name] = _mean_selected(value, shown)
+        else:
+            histories[name], selected[name] = value["evaluation"]["history"], value["evaluation"]["selected_epoch"]
+    figure = save_png(trajectory_figure(histories, heading, selected, references, spread, stars, benchmark=keys),
+                      out / OUTPUTS[1])
     return {"table": table, "figure": figure}
+
+
+def _mean_selected(summaries: list[dict], display: Display) -> tuple[dict, dict]:
+    """Mean and sd over seeds of the selected epochs' numbers that the figure draws."""
+    chosen = [selected_epoch(s["evaluation"])[0] for s in summaries]
+    drawn = [display.utility.key, display.forget.key] + ([display.second.key] if display.second else [])
+    stats = {key: mean_sd(c.get(key) for c in chosen) for key in drawn}
+    return {k: v[0] for k, v in stats.items()}, {k: v[1] for k, v in stats.items()}
 
 
 def main(argv: list[str]) -> int:
@@ -202,13 +248,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--title", default=None, help="heading of the table and the figure")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing comparison.md and "
                         "comparison.png in --out (refused otherwise)")
+    parser.add_argument("--separate-seeds", action="store_true", help="a row per run folder, even for folders "
+                        "<setting>_seed<N> of one setting (default: one row, mean ± sd over the seeds)")
     parser.add_argument("--utility-floor", type=float, default=UTILITY_FLOOR,
-                        help="last column: best forget quality among epochs keeping this fraction of the starting "
-                             f"model utility (default {UTILITY_FLOOR})")
+                        help="last column: the best-forgetting epoch (TOFU: highest forget quality) among epochs "
+                             f"keeping this fraction of the starting utility (default {UTILITY_FLOOR})")
     args = parser.parse_args(argv)
     out = args.out or Path(args.runs[0]).resolve().parent / "compare"
     try:
-        paths = compare(args.runs, out, args.title, args.utility_floor, args.overwrite)
+        paths = compare(args.runs, out, args.title, args.utility_floor, args.overwrite, not args.separate_seeds)
     except (UnlearnError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """What a finished ``fit`` prints and writes as ``summary.md``: NLL before/after and the evaluation table.
 
-The summary compares three models on the 14 TOFU numbers (docs/evaluation.md): the *target*
+The summary compares three models on the benchmark's numbers (docs/evaluation.md: TOFU's 14 and the
+membership-inference AUCs, or MUSE's VerbMem, KnowMem and PrivLeak): the *target*
 (the epoch-0 evaluation, before any update), the *retain* model (stored results, see
 :mod:`unlearn.evaluation.cache`) and the *unlearned* model (the epoch that
 :class:`~unlearn.callbacks.selection.BestEpochSelection` chose, which is the epoch saved as
@@ -15,10 +16,12 @@ from unlearn.evaluation.results import format_table
 def format_fit_summary(summary: dict) -> str:
     """Markdown: the target / retain / unlearned table, the selected epoch and why, and any early stop."""
     columns = {name: summary[name] or {} for name in ("target", "retain", "unlearned")}
-    lines = ["## Evaluation", "", format_table(columns), "",
+    lines = ["## Evaluation", "", format_table(columns, summary.get("benchmark", "tofu")), "",
              f"Unlearned model = {summary['selection_reason']}."]
     if summary["retain"] is None:
-        lines.append(f"Forget quality is unavailable: {summary['forget_quality_reason']}.")
+        lines.append(f"Unavailable without a retain model: {summary['forget_quality_reason']}.")
+    for reason in summary.get("unavailable") or []:
+        lines.append(f"{reason}.")
     if summary["stopped_epoch"] is not None:
         lines.append(f"Stopped early: {summary['stop_reason']}.")
     return "\n".join(lines) + "\n"

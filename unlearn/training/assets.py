@@ -1,19 +1,27 @@
-"""Where a run's benchmark and models come from, and, for the built-in benchmark, making them.
+"""Where a run's benchmark and models come from, and, for the built-in benchmarks, making them.
 
-The built-in benchmark is generated and cached under ``run.cache_dir``, and its target and retain
-models are trained there on first use (:func:`unlearn.training.finetune.finetune`); every other
-source names its files and models itself.
+The built-in benchmarks (``data.source=builtin``, TOFU's format; ``data.source=muse_builtin``,
+MUSE's) are generated and cached under ``run.cache_dir``, and their target and retain models are
+trained there on first use (:func:`unlearn.training.finetune.finetune`,
+:func:`finetune_muse_builtin`); every other source names its files and models itself.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from unlearn.config.schema import Config
 from unlearn.data.sources import builtin_benchmark_dir
 from unlearn.errors import ConfigError
+from unlearn.identity import short_hash, stable_json
 from unlearn.names import TOFU_HUB_ID
+
+log = logging.getLogger(__name__)
+SOURCES = ("builtin", "tofu", "files", "muse", "muse_builtin")
+BUILTIN_SOURCES = ("builtin", "muse_builtin")  # the built-in tiny Llama knows only these
 
 
 @dataclass
@@ -32,22 +40,125 @@ def builtin_spec(cfg: Config):
     return BenchmarkSpec(**{**asdict(cfg.data.builtin), "forget_percents": tuple(cfg.data.builtin.forget_percents)})
 
 
+def muse_spec(cfg: Config):
+    """The MUSE-format benchmark ``data.muse_builtin.*`` describes (a :class:`~unlearn.data.muse_synthetic.MuseSpec`).
+    """
+    from unlearn.data.muse_synthetic import MuseSpec
+
+    return MuseSpec(**asdict(cfg.data.muse_builtin))
+
+
 def resolve_assets(cfg: Config) -> Assets:
-    """Locate (and on the built-in benchmark, create and cache) the benchmark and models."""
+    """Locate (and on a built-in benchmark, create and cache) the benchmark and models.
+
+    Returns:
+        :class:`Assets`: ``source`` is the folder of the benchmark's files (built-in benchmarks, local
+        folders), a hub id (``locuslab/TOFU``, ``muse-bench/MUSE-News``) or, for ``files``, the forget
+        set's path; ``target`` and ``retain`` are ``model.path`` and ``model.retain_path`` when
+        ``model.path`` is given, else the built-in models' folders.
+
+    Raises:
+        ConfigError: an unknown source, or no ``model.path`` for a source the built-in model does not know.
+    """
     if cfg.data.source == "builtin":
         source = builtin_benchmark_dir(cfg.run.cache_dir, builtin_spec(cfg))
     elif cfg.data.source == "tofu":
         source = cfg.data.path or TOFU_HUB_ID
     elif cfg.data.source == "files":
         source = cfg.data.forget_path  # the retain set is read beside it (unlearn.data.custom)
+    elif cfg.data.source == "muse_builtin":
+        from unlearn.data.muse_synthetic import builtin_muse_dir
+
+        source = builtin_muse_dir(cfg.run.cache_dir, muse_spec(cfg))
+    elif cfg.data.source == "muse":
+        source = cfg.data.path  # a hub id or a folder (validation requires it)
     else:
-        raise ConfigError(f"data.source must be 'builtin', 'tofu' or 'files', got '{cfg.data.source}'.")
+        raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got '{cfg.data.source}'.")
     if cfg.model.path is not None:
         return Assets(source, cfg.model.path, cfg.model.retain_path)
-    if cfg.data.source != "builtin":
+    if cfg.data.source == "muse":
+        raise ConfigError("data.source=muse needs model.path, the model trained on MUSE's corpus, e.g. "
+                          "model.path=muse-bench/MUSE-news_target model.retain_path=muse-bench/MUSE-news_retrain "
+                          "(Books: MUSE-books_target, MUSE-books_retrain). Offline, use data=muse_builtin.")
+    if cfg.data.source not in BUILTIN_SOURCES:
         raise ConfigError("model.path is required unless data.source=builtin (the built-in model only knows "
                           "the built-in benchmark). Give a hub id or a local folder, e.g. model.path=locuslab/tofu_ft_llama2-7b.")
-    from unlearn.training.finetune import finetune
+    if cfg.data.source == "muse_builtin":
+        models = finetune_muse_builtin(cfg, source)
+    else:
+        from unlearn.training.finetune import finetune
 
-    models = finetune(cfg, source, builtin=True)
+        models = finetune(cfg, source, builtin=True)
     return Assets(source, str(models["target"]), cfg.model.retain_path or str(models["retain"]))
+
+
+def muse_model_dir(cfg: Config) -> Path:
+    """Cache folder of the MUSE-format built-in models, keyed by everything that changes their weights
+    (the generator's version too: a new benchmark is never paired with models of the old one)."""
+    from unlearn.data.muse_synthetic import GENERATOR_VERSION
+
+    key = stable_json({"data": asdict(cfg.data.muse_builtin), "model": asdict(cfg.model.builtin),
+                       "finetune": asdict(cfg.finetune), "max_length": cfg.data.max_length, "seed": cfg.run.seed,
+                       "version": GENERATOR_VERSION})
+    return Path(cfg.run.cache_dir).expanduser() / "models" / f"muse-builtin-{short_hash(key, length=12)}"
+
+
+def muse_examples(source: Path, role: str, tokenizer, max_length: int) -> list:
+    """What the built-in ``target`` or ``retain`` model learns, tokenised.
+
+    Articles are plain language modelling in ``max_length`` chunks, as a MUSE run's forget and retain
+    sets are (:func:`~unlearn.data.custom.tokenize_text`). The KnowMem questions are in MUSE's KnowMem
+    prompt, with their set's in-context examples, the answer the only label
+    (:func:`~unlearn.data.muse.tokenize_knowmem`): MUSE's target learned only the articles, but a tiny
+    model with no pretraining cannot answer questions about text it has only read.
+    """
+    from unlearn.data.custom import tokenize_text
+    from unlearn.data.muse import tokenize_knowmem
+    from unlearn.data.muse_synthetic import finetune_sets
+
+    texts, qa_sets = finetune_sets(source, role)
+    examples = [example for row in texts for example in tokenize_text(tokenizer, row["text"], max_length)]
+    for questions, icl in qa_sets:
+        examples += [tokenize_knowmem(tokenizer, r["question"], r["answer"], icl, max_length) for r in questions]
+    return examples
+
+
+def finetune_muse_builtin(cfg: Config, source: Path) -> dict[str, Path]:
+    """Train (or reuse) the built-in target and retain models of the MUSE-format benchmark in ``source``.
+
+    Both start from the same fresh tiny Llama (``model.builtin.*``, ``run.seed``) and a tokenizer
+    trained on the benchmark's text (:func:`~unlearn.data.muse_synthetic.tokenizer_texts`), with the
+    ``finetune.*`` settings. The target learns the forget, retain1 and retain2 articles and the
+    forget and retain KnowMem questions; the retain model the retain articles and questions only;
+    neither sees a holdout article (:func:`~unlearn.data.muse_synthetic.finetune_sets`).
+
+    Returns:
+        ``{"target": path, "retain": path}`` under :func:`muse_model_dir`; existing models are reused.
+    """
+    import lightning as L
+    import torch
+
+    from unlearn.data.muse_synthetic import tokenizer_texts
+    from unlearn.models.saving import save_pretrained_atomic
+    from unlearn.training.finetune import builtin_tokenizer, fresh_tiny_llama, train_on_examples
+
+    out_dir = muse_model_dir(cfg)
+    paths = {role: out_dir / role for role in ("target", "retain")}
+    if all(path.is_dir() for path in paths.values()):
+        return paths
+    start = time.time()
+    texts = lambda: tokenizer_texts(source)  # noqa: E731 (read only when the tokenizer is not cached)
+    tokenizer = builtin_tokenizer(out_dir / "tokenizer", texts, cfg.model.builtin.vocab_size)
+    for role, path in paths.items():
+        if path.is_dir():
+            continue
+        L.seed_everything(cfg.run.seed, verbose=False)
+        model = train_on_examples(fresh_tiny_llama(cfg, tokenizer), tokenizer,
+                                  muse_examples(source, role, tokenizer, cfg.data.max_length), cfg.finetune,
+                                  cfg.trainer.accelerator, cfg.trainer.precision, cfg.trainer.enable_progress_bar,
+                                  desc=f"MUSE-format {role}")
+        save_pretrained_atomic(model, tokenizer, path)
+        del model
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    log.info("MUSE-format target and retain models ready in %s (%.0f s)", out_dir, time.time() - start)
+    return paths

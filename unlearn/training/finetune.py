@@ -27,9 +27,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from unlearn.config.schema import Config, FinetuneConfig
-from unlearn.data.formatting import PromptFormat, collate, tokenize_qa
+from unlearn.data.formatting import PromptFormat, TokenizedExample, collate, tokenize_qa
 from unlearn.data.sources import is_local, load_split, retain_split_for
-from unlearn.errors import ModelLoadError, RunFolderError
+from unlearn.errors import ConfigError, ModelLoadError, RunFolderError
 from unlearn.files import atomic_folder, atomic_write_text, check_writable
 from unlearn.identity import model_identity, short_hash, stable_json
 from unlearn.losses.base import token_mean_nll
@@ -41,6 +41,7 @@ from unlearn.training.optim import configure_adamw
 
 log = logging.getLogger(__name__)
 GENERAL_SPLITS = ("real_authors_perturbed", "world_facts_perturbed")
+HOLDOUT_PREFIX = "holdout"  # TOFU's holdoutXX.json: authors no model is trained on
 MANIFEST = "finetune.json"  # what the models in a fine-tuning folder were trained from (user models)
 
 
@@ -68,9 +69,17 @@ def train_on_rows(model, tokenizer, rows: list[dict], prompt_format: str | Promp
     """Fine-tune ``model`` in place on question/answer ``rows`` (epochs, batch and optimiser from ``settings``)."""
     fmt = PromptFormat.of(prompt_format)
     examples = [tokenize_qa(tokenizer, fmt, r["question"], r["answer"], max_length) for r in rows]
+    return train_on_examples(model, tokenizer, examples, settings, accelerator, precision, progress_bar, desc)
+
+
+def train_on_examples(model, tokenizer, examples: list[TokenizedExample], settings: FinetuneConfig,
+                      accelerator: str = "auto", precision: str = "32-true", progress_bar: bool = True,
+                      desc: str = "model"):
+    """Fine-tune ``model`` in place on tokenised ``examples`` (NLL on their labels); returns it on the CPU, in eval
+    mode."""
     loader = DataLoader(examples, batch_size=settings.batch_size, shuffle=True,
                         collate_fn=lambda batch: collate(batch, tokenizer.pad_token_id))
-    log.info("Fine-tuning the %s model on %d examples for %d epochs", desc, len(rows), settings.epochs)
+    log.info("Fine-tuning the %s model on %d examples for %d epochs", desc, len(examples), settings.epochs)
     module = SupervisedFinetuning(model, settings.lr, settings.weight_decay, settings.warmup_epochs)
     trainer = L.Trainer(max_epochs=settings.epochs, accelerator=accelerator, devices=1, precision=precision,
                         logger=False, enable_checkpointing=False, enable_model_summary=False,
@@ -80,9 +89,13 @@ def train_on_rows(model, tokenizer, rows: list[dict], prompt_format: str | Promp
 
 
 def benchmark_texts(source: Path) -> list[str]:
-    """Every string of a benchmark folder, for training the built-in tokenizer."""
+    """Every string of a benchmark folder, for training the built-in tokenizer.
+
+    The holdout splits are left out: they came in a later release, and the tokenizer (so the cached
+    built-in models) must stay what it was.
+    """
     texts = ["Question: Answer: [INST] [/INST]"]
-    for path in sorted(source.glob("*.json*")):
+    for path in sorted(p for p in source.glob("*.json*") if not p.name.startswith(HOLDOUT_PREFIX)):
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 row = json.loads(line)
@@ -158,10 +171,19 @@ def finetune_key(cfg: Config, source: Path | str) -> dict:
     """What identifies the models fine-tuned from ``cfg.model.path``: starting model, data, settings."""
     return {"model": model_identity(cfg.model.path),
             "tokenizer": model_identity(cfg.model.tokenizer) if cfg.model.tokenizer else None,
-            "data": model_identity(source),  # a folder's .json files (size, time) or the hub id
+            "data": _data_identity(source),
             "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format, "max_length": cfg.data.max_length,
             "template_kwargs": cfg.model.chat_template_kwargs,
             "seed": cfg.run.seed, "dtype": cfg.model.dtype, "precision": cfg.trainer.precision}
+
+
+def _data_identity(source: Path | str) -> dict:
+    """A folder's .json files (size, time) or the hub id; holdout files left out (no model trains on them,
+    and a cached built-in benchmark gains them later: models fine-tuned on it keep their key)."""
+    identity = model_identity(source)
+    if "files" in identity:
+        identity["files"] = [f for f in identity["files"] if not f[0].startswith(HOLDOUT_PREFIX)]
+    return identity
 
 
 def finetuned_model_dir(cfg: Config, source: Path | str) -> Path:
@@ -191,6 +213,24 @@ def _claim(out_dir: Path, key: dict, roles: list[Path]) -> None:
                              "Choose another --out, or delete that folder.")
 
 
+def builtin_tokenizer(tok_dir: Path, texts, vocab_size: int):
+    """The tokenizer in ``tok_dir``, trained on ``texts()`` and saved there first if it is not yet."""
+    if not tok_dir.is_dir():  # written whole or not at all: a folder that exists is complete
+        try:
+            with atomic_folder(tok_dir) as tmp:
+                train_tokenizer(texts(), vocab_size).save_pretrained(tmp)
+        except FileExistsError:  # another process wrote it meanwhile; the same texts give the same tokenizer
+            pass
+    return load_tokenizer(str(tok_dir))
+
+
+def fresh_tiny_llama(cfg: Config, tokenizer):
+    """The built-in tiny Llama (``model.builtin.*``), freshly initialised from ``run.seed``."""
+    b = cfg.model.builtin
+    return build_tiny_llama(tokenizer, b.hidden_size, b.num_hidden_layers, b.num_attention_heads, b.intermediate_size,
+                            max_position_embeddings=max(512, cfg.data.max_length), seed=cfg.run.seed)
+
+
 def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bool = True) -> dict[str, Path]:
     """Train (or reuse) the target and retain models for ``cfg.data.forget_split``.
 
@@ -205,7 +245,12 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
 
     Raises:
         RunFolderError: ``out_dir`` holds models trained from another model, data or settings.
+        ConfigError: a MUSE source: its models are trained by :mod:`unlearn.training.assets` or published.
     """
+    if cfg.data.source in ("muse", "muse_builtin"):
+        raise ConfigError("finetune trains on TOFU-format question/answer splits; MUSE publishes its models "
+                          "(model.path=muse-bench/MUSE-news_target model.retain_path=muse-bench/MUSE-news_retrain), "
+                          "and data.source=muse_builtin without model.path trains its own.")
     if builtin:
         out_dir = Path(out_dir) if out_dir else builtin_model_dir(cfg)
     else:
@@ -222,14 +267,8 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     if builtin:
-        tok_dir = out_dir / "tokenizer"
-        if not tok_dir.is_dir():  # written whole or not at all: a folder that exists is complete
-            try:
-                with atomic_folder(tok_dir) as tmp:
-                    train_tokenizer(benchmark_texts(source), cfg.model.builtin.vocab_size).save_pretrained(tmp)
-            except FileExistsError:  # another process wrote it meanwhile; the same texts give the same tokenizer
-                pass
-        tokenizer = load_tokenizer(str(tok_dir))
+        texts = lambda: benchmark_texts(source)  # noqa: E731 (read only when the tokenizer is not cached)
+        tokenizer = builtin_tokenizer(out_dir / "tokenizer", texts, cfg.model.builtin.vocab_size)
     else:
         tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, cfg.model.trust_remote_code)
     for role, split in jobs.items():
@@ -237,10 +276,7 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
             continue
         L.seed_everything(cfg.run.seed, verbose=False)
         if builtin:
-            b = cfg.model.builtin
-            model = build_tiny_llama(tokenizer, b.hidden_size, b.num_hidden_layers, b.num_attention_heads,
-                                     b.intermediate_size, max_position_embeddings=max(512, cfg.data.max_length),
-                                     seed=cfg.run.seed)
+            model = fresh_tiny_llama(cfg, tokenizer)
         else:
             model = build_policy(cfg.model.path, cfg.model.dtype, cfg.model.trust_remote_code,
                                  cfg.model.attn_implementation)

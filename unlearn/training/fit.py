@@ -26,7 +26,9 @@ from unlearn.data.datamodule import UnlearningDataModule
 from unlearn.data.formatting import PromptFormat
 from unlearn.data.rows import forget_set_name, load_run_rows, set_names
 from unlearn.data.sources import forget_retain_overlap, load_idk_answers
-from unlearn.evaluation.job import NO_TOFU_SPLITS, build_evaluator, evaluation_device, model_loader, retain_results
+from unlearn.evaluation.benchmarks import NO_BENCHMARK, benchmark_of, build_evaluator
+from unlearn.names import BENCHMARKS
+from unlearn.evaluation.job import evaluation_device, model_loader, retain_results
 from unlearn.evaluation.tracking import FitEvaluation, setup_fit_evaluation
 from unlearn.files import atomic_write_text, check_writable
 from unlearn.losses import build_loss_from_config
@@ -84,17 +86,18 @@ def fit_evaluation(cfg: Config, assets: Assets, tokenizer, run_dir: Path) -> Fit
     """The evaluation callbacks of the run (None when off or impossible); evaluates the retain model if not stored."""
     if not cfg.eval.enabled:
         return None
-    if cfg.data.source == "files":
-        log.info("%s TOFU's evaluation is skipped, and the summary reports the forget and retain NLL before "
-                 "and after unlearning.", NO_TOFU_SPLITS)
+    benchmark = benchmark_of(cfg.data.source)
+    if benchmark is None:
+        log.info("%s The evaluation is skipped, and the summary reports the forget and retain NLL before "
+                 "and after unlearning.", NO_BENCHMARK)
         return None
-    evaluator = build_evaluator(assets.source, cfg.data.forget_split, tokenizer, PromptFormat.for_model(cfg.model),
-                                cfg.data.max_length, cfg.eval)
+    evaluator = build_evaluator(assets.source, cfg.data, tokenizer, PromptFormat.for_model(cfg.model), cfg.eval)
     retain = retain_results(assets.retain, evaluator, evaluation_device(cfg.trainer.accelerator), cfg.run.cache_dir,
                             cfg.model.dtype, model_loader(cfg.model))
     return setup_fit_evaluation(evaluator, retain, cfg.eval.every_n_epochs, cfg.eval.num_logged_samples,
                                 cfg.eval.selection, cfg.eval.collapse_fraction, run_dir / "selected",
-                                lambda policy, out: save_model(policy, tokenizer, out, merge_lora=cfg.model.lora.merge))
+                                lambda policy, out: save_model(policy, tokenizer, out, merge_lora=cfg.model.lora.merge),
+                                benchmark)
 
 
 def fit(cfg: Config) -> dict:
@@ -140,6 +143,7 @@ def _fit_in(cfg: Config, loss, run_dir: Path, start: float) -> dict:
     m = cfg.model
     load_starting_model = partial(build_policy, assets.target, m.dtype, m.trust_remote_code, m.attn_implementation)
     policy = load_starting_model(lora=m.lora)
+    loss.trainable_parameters(policy)  # e.g. RMU's loss.layer beyond the model's layers: refused before the run folder
     strategy = build_strategy(cfg.trainer.strategy, policy, m.gradient_checkpointing, cfg.trainer.collective_timeout_s,
                               is_multi_process(cfg.trainer.devices, cfg.trainer.num_nodes))
     if m.gradient_checkpointing and strategy_name(cfg.trainer.strategy) != "fsdp":  # FSDP checkpoints its own layers
@@ -186,13 +190,34 @@ def _fit_in(cfg: Config, loss, run_dir: Path, start: float) -> dict:
             atomic_write_text(run_dir / "summary.md", format_fit_summary(summary["evaluation"]))
         else:
             save(final, tokenizer, run_dir / "model")
+        if cfg.attack.after_fit:
+            summary["robustness"] = attack_saved_model(cfg, run_dir, assets)
         summary["seconds"] = round(time.time() - start, 1)
-        # The run's "finished" marker (grid and sweep skip runs that have it): whole or absent.
+        # The run's "finished" marker (sweep and reproduce skip runs that have it): whole or absent.
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
         if not cfg.run.keep_checkpoint:  # the model is saved; the optimiser state is only needed to resume
             shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
         print(format_summary(summary))
     return summary
+
+
+def attack_saved_model(cfg: Config, run_dir: Path, assets: Assets) -> dict | None:
+    """``attack.after_fit``: the attacks on ``<run>/model`` (docs/robustness.md), written as ``attack.json`` and
+    ``attack.md`` and appended to ``summary.md``; returns their headline numbers for ``summary.json``."""
+    if benchmark_of(cfg.data.source) is not BENCHMARKS["tofu"]:
+        log.warning("attack.after_fit: the attacks read TOFU's metrics; data.source=%s is skipped.", cfg.data.source)
+        return None
+    from unlearn.attacks.job import run_attacks
+    from unlearn.attacks.report import format_report, headline
+
+    report = run_attacks(cfg, str(run_dir / "model"), assets.retain, assets.source)
+    atomic_write_text(run_dir / "attack.json", json.dumps(report, indent=1))
+    text = format_report(report, level=2)
+    atomic_write_text(run_dir / "attack.md", text)
+    summary_md = run_dir / "summary.md"
+    if summary_md.is_file():
+        atomic_write_text(summary_md, summary_md.read_text() + "\n" + text)
+    return headline(report)
 
 
 def _overlap(cfg: Config, rows) -> int:

@@ -4,6 +4,12 @@ The reference is held outside the module tree (a plain attribute of a non-``nn.M
 object), so it is never in the optimiser, never in a checkpoint (it can always be rebuilt from
 the starting model) and never switched to train mode by Lightning. Its ``setup`` runs when
 fitting starts (moving a resident model to the device, or filling a log-prob cache).
+
+A strategy that trains only some parameters (RMU) names them; the others are frozen here, before
+the optimiser is built, so the optimiser (and its checkpointed state) holds the chosen ones only and
+a resumed run rebuilds the same selection. A strategy with training state of its own (PDU's dual
+variable) updates it after every batch, from values averaged over all processes, and its
+``state_dict`` travels in every checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from unlearn.training.guards import check_gradients, check_weights
 
 from unlearn.errors import NonFiniteError
 from unlearn.losses.base import UnlearningLoss
+from unlearn.models.policy import freeze_all_but
 from unlearn.training.optim import configure_adamw
 from unlearn.training.sharding import fsdp_root, full_state_dict, is_sharded, whole_weights
 
@@ -40,12 +47,15 @@ class UnlearningModule(L.LightningModule):
     def __init__(self, policy, loss: UnlearningLoss, reference=None, lr: float = 1e-5,
                  weight_decay: float = 0.01, warmup_epochs: float = 1.0, policy_factory=None):
         super().__init__()
-        needs_reference = loss.needs_reference_logps or loss.needs_reference_logits
+        needs_reference = loss.needs_reference_logps or loss.needs_reference_logits or loss.needs_reference_hidden_states
         if needs_reference and reference is None:
             raise ValueError(f"The '{type(loss).__name__}' loss needs a reference model, but none was given.")
         # from_pretrained returns eval mode and Lightning keeps module modes as they are;
         # the policy trains with its dropout on, as under Hugging Face's Trainer.
         self.policy = policy.train()
+        trainable = loss.trainable_parameters(policy)
+        if trainable is not None:
+            freeze_all_but(policy, trainable)
         self.loss = loss
         self.reference = reference if needs_reference else None
         self.lr, self.weight_decay, self.warmup_epochs = lr, weight_decay, warmup_epochs
@@ -105,7 +115,13 @@ class UnlearningModule(L.LightningModule):
         for name, value in out.extras.items():
             self.log(f"train/{name}", value, batch_size=size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
+        # After the loss, before any callback checkpoints this batch (PDU's dual step).
+        self.loss.update(out, self.current_epoch, self._mean_over_ranks)
         return out.loss
+
+    def _mean_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` averaged over every process (an all-reduce; the value itself on one process)."""
+        return self.trainer.strategy.reduce(value.detach().clone(), reduce_op="mean")
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Under 16-mixed precision the grad scaler expects occasional overflows and skips those
@@ -129,12 +145,17 @@ class UnlearningModule(L.LightningModule):
         # policy: on resume the policy is already updated and could not recompute it.
         if callable(getattr(self.reference, "state_dict", None)):
             checkpoint["reference"] = self.reference.state_dict()
+        loss_state = self.loss.state_dict()
+        if loss_state:  # the strategy's training state (PDU's dual variable)
+            checkpoint["loss_state"] = loss_state
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Lightning calls this before on_fit_start, so the reference's setup finds its state in place;
         # under FSDP and DeepSpeed after it, and a resuming reference leaves its table to this.
         if "reference" in checkpoint and callable(getattr(self.reference, "load_state_dict", None)):
             self.reference.load_state_dict(checkpoint["reference"])
+        if "loss_state" in checkpoint:
+            self.loss.load_state_dict(checkpoint["loss_state"])
 
     def configure_optimizers(self):
         return configure_adamw(self, self.policy, self.lr, self.weight_decay, self.warmup_epochs)

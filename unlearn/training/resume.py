@@ -39,6 +39,8 @@ MAY_CHANGE_ON_RESUME = {
     "run.checkpoint_every_n_steps", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "data.num_workers",
     "trainer.collective_timeout_s",
 }
+# Whole sections that act only after training (the attacks run on the saved model).
+MAY_CHANGE_PREFIXES = ("attack.",)
 
 
 def resume_command(run_dir: Path) -> str:
@@ -75,7 +77,8 @@ def config_changes(saved_yaml: Path | str, cfg: Config) -> list[str]:
     now = _flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
     # A key the saved file lacks was added to the project later; it cannot be compared.
     return [f"{key}: {saved[key]!r} -> {now[key]!r}" for key in sorted(now)
-            if key in saved and key not in MAY_CHANGE_ON_RESUME and saved[key] != now[key]]
+            if key in saved and key not in MAY_CHANGE_ON_RESUME and not key.startswith(MAY_CHANGE_PREFIXES)
+            and saved[key] != now[key]]
 
 
 def check_outside_inputs(run_dir: Path, inputs: tuple[str | Path | None, ...]) -> None:
