@@ -24,9 +24,9 @@ def selection_key(record: dict[str, Any], rule: str, threshold: float,
     ``forget_quality``: epochs whose utility (the benchmark's: TOFU's model utility, MUSE's KnowMem
     on retain) is at least ``threshold`` come first, ranked by the benchmark's forget score (TOFU's
     forget quality; MUSE's PrivLeak closest to 0; see :meth:`BenchmarkKeys.selection_score`), then
-    utility; if none qualifies, the highest utility. ``model_utility``: the highest utility. ``last``:
-    the latest epoch. A missing forget score ranks lowest; a non-finite utility ranks below every
-    finite one.
+    the headline forget measure (MUSE's VerbMem: :meth:`BenchmarkKeys.tiebreak`), then utility; if
+    none qualifies, the highest utility. ``model_utility``: the highest utility. ``last``: the latest
+    epoch. A missing forget score ranks lowest; a non-finite utility ranks below every finite one.
     """
     value = record.get(benchmark.utility)
     utility = value if is_finite(value) else float("-inf")
@@ -36,8 +36,9 @@ def selection_key(record: dict[str, Any], rule: str, threshold: float,
         return (record["epoch"],)
     if rule == "model_utility":
         return (utility,)
+    tiebreak = benchmark.tiebreak(record)
     eligible = utility >= threshold
-    return (1, quality, utility) if eligible else (0, utility, quality)
+    return (1, quality, tiebreak, utility) if eligible else (0, utility, quality, tiebreak)
 
 
 class BestEpochSelection(L.Callback):

@@ -71,3 +71,10 @@ def test_table_rows_follow_the_benchmark_and_skip_numbers_no_model_has():
                                          (FORGET_QUALITY, False)])
 def test_fluency_keys_are_told_apart_from_the_summary(key, fluent):
     assert is_fluency_key(key) is fluent
+
+
+def test_muse_selection_breaks_a_saturated_privleak_tie_by_verbmem():
+    """PrivLeak is -100 at every epoch of a model that still remembers: the epoch with the lower VerbMem wins."""
+    records = [{"epoch": 1, KNOWMEM_RETAIN: 90.0, PRIVLEAK: -100.0, VERBMEM: 99.0},
+               {"epoch": 2, KNOWMEM_RETAIN: 88.0, PRIVLEAK: -100.0, VERBMEM: 70.0}]
+    assert best(records, "forget_quality", 45.0, MUSE) == 2

@@ -49,6 +49,9 @@ def test_attacked_runs_get_a_robustness_table(tmp_path):
     assert table.index("## Robustness") < table.index("![forget quality vs model utility]")
     # The main table is as without attacks.
     assert "| ga_run | ga | forget10 | 0.1 | 0.700 (0.93×) |" in table
+    # A figure of the same changes beside it.
+    assert "![what each attack brings back](robustness.png)" in section
+    assert (tmp_path / "out" / "robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_summary_robustness_numbers_serve_when_the_report_file_is_gone(tmp_path):

@@ -94,6 +94,15 @@ class BenchmarkKeys:
             return None
         return {"high": value, "low": -value, "zero": -abs(value)}[self.selection_goal]
 
+    def tiebreak(self, record: dict) -> float:
+        """Between epochs with the same selection score, the better headline forget measure wins (MUSE's PrivLeak
+        saturates at -100 on a model that still remembers every forget text; VerbMem then tells the epochs apart).
+        0 when the selection score is the headline measure itself."""
+        value = record.get(self.forget)
+        if self.selection == self.forget or value is None or not math.isfinite(value):
+            return 0.0
+        return value if self.forget_goal == "high" else -value
+
 
 _TOFU_TITLES = {"forget": "Forget", "retain": "Retain", "real_authors": "Real authors", "world_facts": "World facts"}
 _FIGURE_TITLES = {"probability": "probability", "rouge_l": "ROUGE-L", "truth_ratio": "truth ratio"}

@@ -204,9 +204,9 @@ class EvalConfig:
     collapse_fraction: float = 0.5
     selection: str = "forget_quality"  # forget_quality | model_utility | last: the epoch saved as the model
     # Membership-inference attacks (forget vs holdout texts; docs/evaluation.md, "Privacy"); [] turns them off.
-    # reference needs a retain model; gradnorm takes one backward pass per text.
-    mia_attacks: list[str] = field(default_factory=lambda: ["loss", "zlib", "min_k", "min_k_plus_plus", "reference",
-                                                            "gradnorm"])
+    # reference needs a retain model. gradnorm (add it to the list) takes one backward pass per text: it more than
+    # doubles the built-in run's time, so it is not on by default.
+    mia_attacks: list[str] = field(default_factory=lambda: ["loss", "zlib", "min_k", "min_k_plus_plus", "reference"])
     mia_k: float = 0.4  # Min-K% and Min-K%++: the fraction of lowest-scoring tokens averaged (MUSE and open-unlearning: 0.4)
 
 

@@ -67,4 +67,8 @@ def result_type(benchmark: str):
         from unlearn.evaluation.muse_results import MuseResult
 
         return MuseResult
+    if benchmark == "multiple_choice":
+        from unlearn.evaluation.multiple_choice import MultipleChoiceResult
+
+        return MultipleChoiceResult
     raise ValueError(f"unknown benchmark {benchmark!r} in a stored result")

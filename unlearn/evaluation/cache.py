@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from unlearn.files import atomic_write_text
-from unlearn.identity import model_identity, short_hash, stable_json, tokenizer_fingerprint  # noqa: F401 (re-exported)
+from unlearn.identity import model_identity, short_hash, stable_json
 
 log = logging.getLogger(__name__)
 

@@ -179,7 +179,10 @@ def format_report(result, retain, samples: int = 3) -> str:
     if retain is not None and retain is not result:
         columns["retain model"] = retain.summary()
     lines = [f"# Evaluation of `{result.info.get('model')}`", "", format_table(columns, result.BENCHMARK), ""]
-    lines += [f"- {reason}" for reason in result.unavailable()] + ([""] if result.unavailable() else [])
+    unavailable = list(result.unavailable())
+    if getattr(result, "forget_quality_reason", None) and result.forget_quality is None:
+        unavailable.insert(0, f"Forget quality is unavailable: {result.forget_quality_reason}")
+    lines += [f"- {reason}." for reason in unavailable] + ([""] if unavailable else [])
     for name, triples in result.samples().items():
         if not triples:
             continue

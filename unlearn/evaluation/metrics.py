@@ -71,15 +71,16 @@ def utility_truth_ratio(ratios: np.ndarray) -> float:
         return float(np.mean(np.maximum(0.0, 1.0 - 1.0 / ratios)))
 
 
-@lru_cache(maxsize=1)
-def _rouge_scorer():
+@lru_cache(maxsize=2)
+def rouge_l_scorer(stemmer: bool):
+    """``rouge-score``'s ROUGE-L scorer (TOFU stems, MUSE does not), built once per setting."""
     from rouge_score import rouge_scorer
 
     # The scorer logs through the root logger, which quietly installs a root handler (logging's
     # implicit basicConfig) and prints every later log line of the program twice.
     root = logging.getLogger()
     handlers = list(root.handlers)
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
     root.handlers = handlers
     return scorer
 
@@ -88,7 +89,7 @@ def rouge_l_recall(generations: Sequence[str], answers: Sequence[str]) -> np.nda
     """ROUGE-L recall of each generation against its true answer, stemming on (TOFU's ``eval_rouge_recall``)."""
     if len(generations) != len(answers):
         raise ValueError(f"{len(generations)} generations for {len(answers)} answers")
-    scorer = _rouge_scorer()
+    scorer = rouge_l_scorer(stemmer=True)
     return np.array([scorer.score(target=answer, prediction=generation)["rougeL"].recall
                      for generation, answer in zip(generations, answers)], dtype=np.float64)
 

@@ -16,13 +16,12 @@ PrivLeak is a percentage; this project reports them the same way (open-unlearnin
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
 from unlearn.data.muse import knowmem_prompt  # MUSE's few-shot prompt, built where the data is read
+from unlearn.evaluation.metrics import rouge_l_scorer
 from unlearn.evaluation.mia import roc_auc
 
 __all__ = ["KNOWMEM_MAX_NEW_TOKENS", "KNOWMEM_STOP_WORDS", "NO_RETAIN", "PRIVLEAK_K", "SCALE", "VERBMEM_MAX_NEW_TOKENS",
@@ -36,23 +35,11 @@ KNOWMEM_STOP_WORDS = ("\n\n", "\nQuestion", "Question:")
 SCALE = 100.0
 
 
-@lru_cache(maxsize=1)
-def _rouge_scorer():
-    from rouge_score import rouge_scorer
-
-    # The scorer logs through the root logger, which quietly installs a root handler; keep the old ones.
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    root.handlers = handlers
-    return scorer
-
-
 def rouge_l_f1(generations: Sequence[str], references: Sequence[str]) -> np.ndarray:
     """ROUGE-L F1 of each generation against its reference, no stemmer (MUSE ``RougeEvalLogger.log``)."""
     if len(generations) != len(references):
         raise ValueError(f"{len(generations)} generations for {len(references)} references")
-    scorer = _rouge_scorer()
+    scorer = rouge_l_scorer(stemmer=False)
     return np.array([scorer.score(reference, generation)["rougeL"].fmeasure
                      for generation, reference in zip(generations, references)], dtype=np.float64)
 

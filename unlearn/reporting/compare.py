@@ -31,7 +31,7 @@ from unlearn.files import atomic_write_text
 from unlearn.names import BenchmarkKeys, format_number
 from unlearn.reporting.display import Display, display_of
 from unlearn.reporting.plots import save_png, trajectory_figure
-from unlearn.reporting.robustness import robustness_notes, robustness_table
+from unlearn.reporting.robustness import robustness_figure, robustness_notes, robustness_table
 from unlearn.reporting.runs import (TOFU, MixedBenchmarksError, NotARunError, best_within_utility, common_benchmark,
                                     load_run, run_benchmark, selected_epoch)
 from unlearn.reporting.stats import describe, format_stat, mean_history, mean_sd, seed_groups
@@ -42,7 +42,7 @@ __all__ = ["UTILITY_FLOOR", "MixedBenchmarksError", "NotARunError", "best_within
            "run_benchmark", "run_row", "selected_epoch", "table_columns"]
 
 UTILITY_FLOOR = 0.9
-OUTPUTS = ("comparison.md", "comparison.png")
+OUTPUTS = ("comparison.md", "comparison.png", "robustness.png")
 LEFT_ALIGNED = ("run", "method", "forget split", "stopped")
 
 
@@ -211,7 +211,9 @@ def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = Non
              "epoch with ±1 sd error bars.", ""]
     robustness = robustness_table(runs, shown)
     if robustness:
-        notes += ["## Robustness", "", robustness, "", robustness_notes(shown), ""]
+        save_png(robustness_figure(runs, shown), out / "robustness.png")
+        notes += ["## Robustness", "", robustness, "", robustness_notes(shown), "",
+                  "![what each attack brings back](robustness.png)", ""]
     table = out / OUTPUTS[0]
     atomic_write_text(table, f"# {heading}\n\n{comparison_table(runs, utility_floor)}\n" + "\n".join(notes)
                       + f"\n![{shown.forget.title} vs {shown.utility.title}](comparison.png)\n")

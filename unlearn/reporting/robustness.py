@@ -99,3 +99,36 @@ def robustness_notes(display: Display) -> str:
         text += (f" The {display.attack_quality.title} after the attack compares the attacked model with the retain "
                  "model attacked alike.")
     return text + " n/a: the attack ran without a retain model (docs/robustness.md)."
+
+
+def robustness_figure(runs: dict[str, dict | list[dict]], display: Display):
+    """Grouped bars: per run, each attack's change of the forget measure beyond the retain model's (mean over seeds).
+
+    Returns:
+        A :class:`matplotlib.figure.Figure`, or None when no run was attacked.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    key = f"beyond_retain/{display.attack_forget.key}"
+    numbers = {name: [s.get("robustness") or {} for s in (v if isinstance(v, list) else [v])] for name, v in runs.items()}
+    attacks = list(dict.fromkeys(a for ns in numbers.values() for n in ns for a in attacks_of(n)))
+    if not attacks:
+        return None
+    fig = Figure(figsize=(max(6.0, 1.2 * len(runs) + 2), 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    width = 0.8 / len(attacks)
+    for j, attack in enumerate(attacks):
+        heights = []
+        for ns in numbers.values():
+            values = [n.get(f"attack/{attack}/{key}") for n in ns]
+            values = [v for v in values if v is not None]
+            heights.append(sum(values) / len(values) if values else 0.0)
+        ax.bar([i + (j - (len(attacks) - 1) / 2) * width for i in range(len(numbers))], heights, width, label=attack)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(numbers)), list(numbers), rotation=20, ha="right")
+    ax.set_ylabel(f"{display.attack_forget.title}: change beyond retain")
+    ax.set_title("What each attack brings back, beyond what it gives the retain model")
+    ax.legend(fontsize=8)
+    return fig
