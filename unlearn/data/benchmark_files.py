@@ -21,11 +21,11 @@ def _render(splits: dict[str, list]) -> dict[str, bytes]:
                 raise ValueError("idontknow must be a list of one-line strings.")
             files["idontknow.jsonl"] = "".join(f"{sentence}\n" for sentence in rows).encode()
         else:
-            files[f"{name}.json"] = _jsonl(rows)
+            files[f"{name}.json"] = jsonl_bytes(rows)
     return files
 
 
-def _jsonl(rows: list) -> bytes:
+def jsonl_bytes(rows: list) -> bytes:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
 
 
@@ -49,7 +49,7 @@ def write_benchmark(out_dir: str | Path, splits: dict[str, list]) -> Path:
     Raises:
         RunFolderError: ``out_dir`` is a file, or a non-empty folder holding something else.
     """
-    return _write_files(Path(out_dir), _render(splits))
+    return write_files(Path(out_dir), _render(splits))
 
 
 def write_muse_benchmark(out_dir: str | Path, sets: dict[str, dict[str, list]]) -> Path:
@@ -65,8 +65,8 @@ def write_muse_benchmark(out_dir: str | Path, sets: dict[str, dict[str, list]]) 
             for name in (config, split):
                 if not name or Path(name).name != name or name.startswith("."):
                     raise ValueError(f"Config or split name {name!r} is not a plain file name.")
-            files[f"{config}/{split}.json"] = _jsonl(rows)
-    return _write_files(Path(out_dir), files)
+            files[f"{config}/{split}.json"] = jsonl_bytes(rows)
+    return write_files(Path(out_dir), files)
 
 
 def add_missing_splits(folder: str | Path, splits: dict[str, list]) -> list[str]:
@@ -87,7 +87,9 @@ def add_missing_splits(folder: str | Path, splits: dict[str, list]) -> list[str]
     return written
 
 
-def _write_files(out: Path, files: dict[str, bytes]) -> Path:
+def write_files(out: Path, files: dict[str, bytes]) -> Path:
+    """Write ``files`` (relative path -> bytes) as the folder ``out``, atomically; a folder already holding exactly
+    them is kept, any other non-empty folder refused (RunFolderError)."""
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"{out} exists and is not a folder; choose another benchmark folder.")
     if out.is_dir() and any(out.iterdir()):

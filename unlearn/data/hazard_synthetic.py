@@ -47,8 +47,7 @@ from pathlib import Path
 
 from unlearn.data import _hazard_pools as pools
 from unlearn.data.wmdp import STYLES, choice_continuations, choice_prompt, load_multiple_choice
-from unlearn.errors import RunFolderError
-from unlearn.files import atomic_folder
+from unlearn.data.benchmark_files import jsonl_bytes, write_files
 from unlearn.identity import short_hash, stable_json
 
 NUM_CHOICES = 4
@@ -178,18 +177,6 @@ def generate_hazard_benchmark(spec: HazardSpec = HazardSpec()) -> dict[str, list
 
 # --- Files ----------------------------------------------------------------------------------------------
 
-def _render(bench: dict[str, list[dict]]) -> dict[str, bytes]:
-    import json
-
-    return {f"{name}.json": "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in bench[name]).encode()
-            for name in FILES}
-
-
-def _holds(folder: Path, files: dict[str, bytes]) -> bool:
-    present = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
-    return present.keys() == files.keys() and all(present[n].read_bytes() == data for n, data in files.items())
-
-
 def write_hazard_benchmark(out_dir: str | Path, bench: dict[str, list[dict]]) -> Path:
     """Write the files atomically (under a temporary name, then renamed: never half a benchmark).
 
@@ -198,26 +185,7 @@ def write_hazard_benchmark(out_dir: str | Path, bench: dict[str, list[dict]]) ->
     Raises:
         RunFolderError: ``out_dir`` is a file, or a folder holding something else.
     """
-    out, files = Path(out_dir), _render(bench)
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"{out} exists and is not a folder; choose another benchmark folder.")
-    if out.is_dir() and any(out.iterdir()):
-        if _holds(out, files):
-            return out
-        raise RunFolderError(f"{out} is not empty and does not hold this benchmark; refusing to overwrite it. "
-                             "Choose a new folder, or delete this one if it is a stale benchmark.")
-    if out.is_dir():
-        out.rmdir()
-    try:
-        with atomic_folder(out) as tmp:
-            for name, data in files.items():
-                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / name).write_bytes(data)
-    except FileExistsError:  # another process wrote the same benchmark meanwhile
-        if out.is_dir() and _holds(out, files):
-            return out
-        raise
-    return out
+    return write_files(Path(out_dir), {f"{name}.json": jsonl_bytes(bench[name]) for name in FILES})
 
 
 def builtin_hazard_dir(cache_dir: str | Path, spec: HazardSpec = HazardSpec()) -> Path:
