@@ -27,6 +27,25 @@ def tiny_model(tokenizer, seed=0, **overrides):
     return build_tiny_llama(tokenizer, seed=seed, **{**TINY_SIZES, **overrides})
 
 
+def init_gloo(rank: int, world_size: int, port: int) -> None:
+    """Join a two-process CPU group in a test worker started by ``torch.multiprocessing.spawn``.
+
+    ``torch.distributed.nn`` is imported first on purpose: its functions take ``group=group.WORLD`` as a
+    default argument, evaluated when the module is imported. Imported after the group exists (transformers
+    pulls it in when it reads a config), that default keeps the group alive past ``destroy_process_group``
+    and its gloo threads abort the worker at exit now and then (SIGABRT, "terminate called without an
+    active exception"). The CLI never hits this: Lightning imports the module before any group exists.
+    """
+    import os
+
+    import torch
+    import torch.distributed.nn  # noqa: F401  (see above: before the group, never after)
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
+
+
 def build_reference_from(cfg, loss, model_path, datamodule, load_reference_model=None, policy=None):
     """``unlearn.reference.setup.build_reference`` with the settings a run's ``cfg`` gives it."""
     from unlearn.reference.setup import build_reference

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tests.helpers import tiny_tokenizer
+from tests.helpers import init_gloo, tiny_tokenizer
 from tests.test_evaluation import scrambled_model, tiny_splits
 from unlearn.evaluation import EvalResult, TofuEvaluator
 
@@ -26,9 +26,7 @@ def _free_port() -> int:
 def _evaluate_on_rank(rank: int, world_size: int, port: int, model_dir: str, splits: dict, out_dir: str) -> None:
     from unlearn.models.loading import load_model, load_tokenizer
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
+    init_gloo(rank, world_size, port)
     try:
         evaluator = TofuEvaluator(load_tokenizer(model_dir), splits, **SETTINGS)
         result = evaluator(load_model(model_dir))

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tests.helpers import tiny_model
+from tests.helpers import init_gloo, tiny_model
 from unlearn.data.wmdp import choice_continuations, choice_prompt, encode_pair, tokenize_completion
 from unlearn.evaluation.multiple_choice import (
     MultipleChoiceEvaluator,
@@ -195,9 +195,7 @@ def _free_port() -> int:
 def _evaluate_on_rank(rank, world_size, port, model_dir, sets, out_dir):
     from unlearn.models.loading import load_model, load_tokenizer
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
+    init_gloo(rank, world_size, port)
     try:
         result = MultipleChoiceEvaluator(load_tokenizer(model_dir), sets, max_length=128, batch_size=2)(
             load_model(model_dir))
