@@ -38,7 +38,7 @@ def test_out_of_range_values_name_key_value_and_fix(override, message):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("data.source=hub", "data.source='hub' is not a valid choice; choose one of: builtin, tofu, files, muse, muse_builtin."),
+    ("data.source=hub", "data.source='hub' is not a valid choice; choose one of: builtin, tofu, files, muse, muse_builtin, wmdp, hazard_builtin."),
     ("model.prompt_format=alpaca", "model.prompt_format='alpaca' is not a valid choice; choose one of: plain, llama2, "
                                    "chat_template, tofu_phi."),
     ("model.dtype=fp16", "model.dtype='fp16' is not a valid choice; choose one of: float32, bfloat16, float16."),

@@ -91,6 +91,17 @@ class MuseBuiltinDataConfig:
 
 
 @dataclass
+class HazardBuiltinDataConfig:
+    """Size and seed of the generated WMDP stand-in (``data.source=hazard_builtin``; unlearn/data/hazard_synthetic.py)."""
+
+    num_hazard_entities: int = 24  # invented agents and compounds (the forget domain), 5 facts each
+    num_general_entities: int = 24  # invented towns and musicians (general knowledge), 4 facts each
+    train_questions_per_fact: int = 3  # fine-tuning questions per fact (1-4); the evaluated ones are held out
+    documents_per_entity: int = 2  # corpus documents per entity (the forget and retain text)
+    seed: int = 0
+
+
+@dataclass
 class ColumnsConfig:
     """``data.source=files``: the user's column names for the project's fields."""
 
@@ -104,7 +115,8 @@ class DataConfig:
     # builtin: the generated benchmark; tofu: TOFU by hub id or local folder (`path`);
     # files: your own forget/retain sets (`forget_path`, `retain_path`; see unlearn/data/custom.py);
     # muse: MUSE by hub id or local folder (`path`; unlearn/data/muse.py); muse_builtin: the generated
-    # MUSE-format news benchmark (unlearn/data/muse_synthetic.py).
+    # MUSE-format news benchmark (unlearn/data/muse_synthetic.py); wmdp: WMDP-style multiple choice by hub id
+    # or folder (`path`, config `forget_split`; unlearn/data/wmdp.py); hazard_builtin: its generated stand-in.
     source: str = "builtin"
     # tofu: hub id (locuslab/TOFU) or a folder holding TOFU's files; muse: muse-bench/MUSE-News,
     # muse-bench/MUSE-Books or a folder of <config>/<split>.json files
@@ -124,6 +136,7 @@ class DataConfig:
     idk_path: str | None = None  # refusal answers, one a line (TOFU's idontknow.jsonl); default: beside the data
     builtin: BuiltinDataConfig = field(default_factory=BuiltinDataConfig)
     muse_builtin: MuseBuiltinDataConfig = field(default_factory=MuseBuiltinDataConfig)
+    hazard_builtin: HazardBuiltinDataConfig = field(default_factory=HazardBuiltinDataConfig)
 
 
 @dataclass
@@ -208,6 +221,10 @@ class EvalConfig:
     # doubles the built-in run's time, so it is not on by default.
     mia_attacks: list[str] = field(default_factory=lambda: ["loss", "zlib", "min_k", "min_k_plus_plus", "reference"])
     mia_k: float = 0.4  # Min-K% and Min-K%++: the fraction of lowest-scoring tokens averaged (MUSE and open-unlearning: 0.4)
+    # Multiple choice (wmdp, hazard_builtin): letters (WMDP's lm-eval prompt) | cloze (the choices' own texts).
+    choice_style: str = "letters"
+    # lm-eval task names (e.g. [wmdp_bio, mmlu]) scored by the harness on fit's saved model; needs `pip install lm-eval`.
+    lm_eval_tasks: list[str] = field(default_factory=list)
 
 
 ATTACK_NAMES = ("relearn", "quantize", "paraphrase")  # python -m unlearn attack (docs/robustness.md)

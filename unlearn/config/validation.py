@@ -16,12 +16,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from unlearn.config.choice_checks import check_multiple_choice
 from unlearn.config.schema import Config
 
 from unlearn.errors import ConfigError
 from unlearn.names import MIA_ATTACKS, SELECTION_RULES, TOFU_HUB_ID
 
-DATA_SOURCES = ("builtin", "tofu", "files", "muse", "muse_builtin")
+DATA_SOURCES = ("builtin", "tofu", "files", "muse", "muse_builtin", "wmdp", "hazard_builtin")
 # Lightning's accepted strings (its `_PRECISION_INPUT`), spelled out so a typo fails at load time.
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64",
               "transformer-engine", "transformer-engine-float16")
@@ -122,7 +123,8 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(f"run.name={cfg.run.name!r} must be a plain folder name (no '/', not '.' or '..'); "
                           "put the parent folder in run.output_dir.")
     retain = cfg.data.retain_split
-    tofu_names = cfg.data.source not in ("muse", "muse_builtin")  # MUSE's retain split defaults to retain1
+    # MUSE's retain split defaults to retain1; the multiple-choice sources name configs, not TOFU's splits.
+    tofu_names = cfg.data.source not in ("muse", "muse_builtin", "wmdp", "hazard_builtin")
     if retain is None and tofu_names and not re.fullmatch(r"forget\d\d", cfg.data.forget_split):
         raise ConfigError(f"data.forget_split={cfg.data.forget_split!r} does not follow TOFU's forgetNN naming, so "
                           "its retain split cannot be derived: name it with data.retain_split=...")
@@ -271,6 +273,7 @@ def validate(cfg: Config) -> Config:
     _check_consistency(cfg)
     _check_forget_split(cfg)
     _check_muse(cfg)
+    check_multiple_choice(cfg)
     _check_eval(cfg)
     _check_attack(cfg)
     _check_loss(cfg)

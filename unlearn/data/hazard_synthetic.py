@@ -37,6 +37,9 @@ style (MMLU's continuation template, the same facts and held-out wording) it rea
 general 47% after 20 epochs and 87.5% / 65% after 40. So the built-in model is trained and evaluated
 in the ``cloze`` style, best with 40 epochs; a pretrained model fine-tuned on these files, and WMDP
 itself, use ``letters``.
+``fit data=hazard_builtin`` (configs/data/hazard_builtin.yaml: cloze, 40 epochs, ``data.max_length`` 128,
+one thread) trained a target scoring forget 65.8% / general 64.6%, retain model 35.8% / 50%
+(docs/multiple_choice.md).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def _names() -> dict[str, list[str]]:
     return {"agent": hazard, "compound": hazard, "town": towns, "musician": musicians}
 
 
-def _validate(spec: HazardSpec) -> None:
+def validate_spec(spec: HazardSpec) -> None:
     """Raises ValueError saying what is wrong with ``spec`` and how to fix it."""
     for name in ("num_hazard_entities", "num_general_entities", "train_questions_per_fact", "documents_per_entity"):
         value = getattr(spec, name)
@@ -162,7 +165,7 @@ def generate_hazard_benchmark(spec: HazardSpec = HazardSpec()) -> dict[str, list
     Raises:
         ValueError: ``spec`` asks for more than the pools hold, or a non-positive size.
     """
-    _validate(spec)
+    validate_spec(spec)
     out = {}
     for config, corpus, kinds, count, subject in (
             (FORGET_CONFIG, "forget", pools.HAZARD_KINDS, spec.num_hazard_entities, pools.HAZARD_SUBJECT),

@@ -17,7 +17,8 @@ from unlearn.errors import ConfigError
 from unlearn.names import BENCHMARKS, BenchmarkKeys
 
 # data.source -> benchmark; "files" (the user's own forget/retain sets) has none.
-SOURCE_BENCHMARKS = {"builtin": "tofu", "tofu": "tofu", "muse": "muse", "muse_builtin": "muse"}
+SOURCE_BENCHMARKS = {"builtin": "tofu", "tofu": "tofu", "muse": "muse", "muse_builtin": "muse",
+                     "wmdp": "multiple_choice", "hazard_builtin": "multiple_choice"}
 
 # Why neither fit nor eval runs a benchmark's evaluation on data.source=files.
 NO_BENCHMARK = ("TOFU's metrics need its perturbed answers and its real-authors and world-facts splits, and MUSE's "
@@ -54,7 +55,29 @@ def build_evaluator(source, data: DataConfig, tokenizer, prompt_format: str | Pr
 
         return MuseEvaluator(tokenizer, load_muse_eval(source), data.max_length, settings.batch_size,
                              mia_attacks=tuple(settings.mia_attacks), mia_k=settings.mia_k)
+    if benchmark.name == "multiple_choice":
+        from unlearn.evaluation.multiple_choice import MultipleChoiceEvaluator
+
+        sets = {name: rows[:settings.max_rows] for name, rows in choice_sets(source, data).items()}
+        return MultipleChoiceEvaluator(tokenizer, sets, data.max_length, settings.batch_size,
+                                       style=settings.choice_style)
     raise AssertionError(f"no evaluator for benchmark {benchmark.name}")
+
+
+def choice_sets(source, data: DataConfig) -> dict[str, list[dict]]:
+    """The multiple-choice sets: the stand-in's held-out ``forget`` and ``general`` questions, or WMDP's config
+    ``data.forget_split`` as ``forget`` (with ``data.retain_split``, a config of the same source, as ``general``).
+    """
+    if data.source == "hazard_builtin":
+        from unlearn.data.hazard_synthetic import evaluation_sets, load_hazard_benchmark
+
+        return evaluation_sets(load_hazard_benchmark(source))
+    from unlearn.data.wmdp import load_multiple_choice
+
+    sets = {"forget": load_multiple_choice(source, data.forget_split)}
+    if data.retain_split:
+        sets["general"] = load_multiple_choice(source, data.retain_split)
+    return sets
 
 
 def result_type(benchmark: str):

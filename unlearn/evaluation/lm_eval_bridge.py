@@ -69,3 +69,23 @@ def run_lm_eval(model, tokenizer, tasks: list[str], batch_size: int = 32, **kwar
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     results = simple_evaluate(model=lm, tasks=list(tasks), batch_size=batch_size, **kwargs)
     return {} if results is None else task_accuracy(results, tasks)
+
+
+def score_model_dir(model_dir, tasks: list[str], batch_size: int, load_model, device) -> dict[str, float]:
+    """``eval.lm_eval_tasks`` after ``fit``: :func:`run_lm_eval` on the saved model folder ``model_dir``.
+
+    Args:
+        load_model: ``load(path)`` with the run's dtype (``unlearn.evaluation.job.model_loader``).
+        device: Where the model runs (``unlearn.evaluation.job.evaluation_device``).
+
+    Raises:
+        ConfigError: as :func:`run_lm_eval` (checked before the model loads).
+    """
+    from unlearn.models.loading import load_tokenizer
+
+    _import_lm_eval()
+    model = load_model(str(model_dir)).to(device)
+    try:
+        return run_lm_eval(model, load_tokenizer(str(model_dir)), list(tasks), batch_size)
+    finally:
+        del model

@@ -7,6 +7,7 @@ A recipe (``configs/reproduce/<name>.yaml``, or a path; docs/reproduce.md)::
     runs: {axes: ...}                # ... or one written inline, as a sweep file's keys
     overrides: [trainer.accelerator=cpu]           # for every run, after the sweep's
     env: {OMP_NUM_THREADS: "1", ATEN_CPU_CAPABILITY: default}   # over the sweep's environment
+    requires: gpu                    # optional (also from the sweep file): refused on a machine without one
     bands:                           # setting name -> metric -> [low, high] (inclusive)
       default: {forget quality: [0.01, 0.6], model utility: [0.70, 0.80]}
 
@@ -17,6 +18,8 @@ skipped, so a second call only checks. A setting's value is its mean over seeds
 (:mod:`unlearn.experiments.collect`; the metric names are those of ``results.json``). The table
 (setting, metric, value, band, ok) is printed and written to ``<out>/reproduce.md``; a value
 outside its band, or missing, ends the command with :class:`OutsideBandError` (exit code 3).
+A recipe that ``requires: gpu`` (itself or its sweep file) is refused on a machine without a GPU
+before anything starts (exit code 2); ``--collect`` still checks runs finished elsewhere.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ import yaml
 
 from unlearn.errors import UnlearnError
 from unlearn.experiments.sweep import add_run_flags, run_and_collect
-from unlearn.experiments.sweep_file import SweepFileError, load_sweep, parse_sweep, resolve_sweep_path, text
+from unlearn.experiments.sweep_file import (SweepFileError, check_requirements, load_sweep, parse_sweep, requirements,
+                                            resolve_sweep_path, text)
 from unlearn.files import atomic_write_text
 from unlearn.names import format_number
 
-RECIPE_KEYS = {"description", "sweep", "runs", "overrides", "env", "bands"}
+RECIPE_KEYS = {"description", "sweep", "runs", "overrides", "env", "bands", "requires"}
 
 
 class OutsideBandError(UnlearnError):
@@ -64,6 +68,7 @@ def load_recipe(name: str) -> tuple[dict, Path]:
                     or band[0] > band[1]):
                 raise SweepFileError(f"{path}: the band of {setting} / {metric} must be [low, high] with low <= high, "
                                      f"got {band!r}.")
+    requirements(recipe.get("requires"), path)
     return recipe, path
 
 
@@ -74,7 +79,8 @@ def recipe_sweep(recipe: dict, path: Path):
     else:
         sweep = dataclasses.replace(parse_sweep(recipe["runs"] or {}, path), name=path.stem)
     env = {str(k): text(v) for k, v in (recipe.get("env") or {}).items()}
-    return dataclasses.replace(sweep, env={**sweep.env, **env})
+    needs = tuple(dict.fromkeys((*sweep.requires, *requirements(recipe.get("requires"), path))))
+    return dataclasses.replace(sweep, env={**sweep.env, **env}, requires=needs)
 
 
 def check_bands(bands: dict, points: list[dict]) -> list[dict]:
@@ -105,12 +111,17 @@ def bands_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unlearn reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", metavar="NAME", help="a recipe: a name under configs/reproduce/ (builtin_default, "
-                        "builtin_findings) or a path")
+                        "builtin_findings; on a GPU: tofu_llama32_1b, tofu_llama2_7b) or a path")
     add_run_flags(parser)
     args = parser.parse_intermixed_args(argv)  # key=value may follow the flags
     recipe, path = load_recipe(args.name)
     sweep = recipe_sweep(recipe, path)
     out = Path(args.out) if args.out else Path("runs") / "reproduce" / path.stem
+    if not args.collect:  # collecting runs nothing, so runs finished on a GPU machine can be checked anywhere
+        check_requirements(sweep.requires, f"Recipe {path.stem} ({path})",
+                           f"Run `python -m unlearn reproduce {args.name}` on a machine with a CUDA GPU (docs/"
+                           f"reproduce.md, \"GPU recipes\"), then check its runs anywhere with `python -m unlearn "
+                           f"reproduce {args.name} --collect --out {out}`.")
     extra = [*(text(o) for o in recipe.get("overrides") or ()), *args.overrides]
     if not any(o.startswith("run.cache_dir=") for o in [*sweep.overrides, *extra]):
         extra.append(f"run.cache_dir={out / 'cache'}")  # models trained under this recipe's environment

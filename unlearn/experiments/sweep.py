@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from unlearn.errors import ConfigError, RunFolderError
-from unlearn.experiments.sweep_file import load_sweep, select
+from unlearn.experiments.sweep_file import check_requirements, load_sweep, select
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             load_run_config(sweep, run, args.overrides)
             print(f"[{run.group}] {shlex.join(fit_command(sweep, run, out, args.overrides)[1:])}")
         return 0
+    if not args.collect:  # finished runs can be collected anywhere; new ones need what the file requires
+        check_requirements(sweep.requires, f"Sweep {sweep.name} ({sweep.path})", "Run it on a machine with a CUDA GPU.")
     _, failed = run_and_collect(sweep, args, out, args.overrides)
     print((out / "results.md").read_text())
     print(f"Results in {out / 'results.md'} and {out / 'results.json'}; comparisons in {out / 'compare'}.")

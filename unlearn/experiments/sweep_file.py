@@ -18,6 +18,7 @@ A sweep file (``configs/sweep/*.yaml``; docs/reproduce.md has the whole format):
         set: {loss: simnpo_forget05}      # replaces the value the axis gave
       - when: {loss: npo}
         axes: {loss.beta: [0.05, 0.1]}    # swept for these runs only (a per-method axis)
+    requires: gpu                         # optional: refused where torch sees no GPU (check_requirements)
 
 Instead of top-level ``set``/``axes``/``cases``, ``groups`` maps group names to blocks of those
 three keys (plus an optional ``name`` template); their runs are concatenated. An axis value may be
@@ -44,16 +45,36 @@ import yaml
 
 from unlearn.errors import ConfigError
 
-TOP_KEYS = {"description", "base", "seeds", "seed_keys", "env", "set", "axes", "cases", "groups", "overview"}
+TOP_KEYS = {"description", "base", "seeds", "seed_keys", "env", "set", "axes", "cases", "groups", "overview",
+            "requires"}
 BLOCK_KEYS = {"set", "axes", "cases", "name"}
 CASE_KEYS = {"when", "set", "axes"}
 DEFAULT_SEED_KEYS = ("run.seed", "data.seed")
 BARE_KEYS = ("loss", "loss.name", "data.forget_split")  # named by their value alone
 DEFAULT_GROUP = "runs"
+REQUIREMENTS = ("gpu",)  # what a sweep file or recipe may need of the machine: `requires: gpu`
 
 
 class SweepFileError(ConfigError):
     """A sweep file that cannot be read or expanded (exit code 2, as for any configuration error)."""
+
+
+def requirements(value: Any, origin: Path | str) -> tuple[str, ...]:
+    """``requires: gpu`` (or a list of such names) as a tuple; anything not in :data:`REQUIREMENTS` is refused."""
+    values = [value] if isinstance(value, str) else value or []
+    if not isinstance(values, list) or set(values) - set(REQUIREMENTS):
+        raise SweepFileError(f"{origin}: 'requires' takes {' or '.join(REQUIREMENTS)} (or a list of them), "
+                             f"got {value!r}.")
+    return tuple(values)
+
+
+def check_requirements(requires: tuple[str, ...], what: str, how: str) -> None:
+    """Refuse runs that need a GPU on a machine without one, before any starts (a ``fit`` on the CPU would load the
+    models, score the reference and evaluate the retain model before its Trainer fails); ``how``: what to do."""
+    import torch  # here, not at the top: reading a sweep file imports no torch
+    if "gpu" in requires and not torch.cuda.is_available():
+        raise SweepFileError(f"{what} needs a GPU (requires: gpu) and this machine has none "
+                             f"(torch.cuda.is_available() is False). {how}")
 
 
 def text(value: Any) -> str:
@@ -113,6 +134,7 @@ class SweepFile:
     env: dict[str, str] = field(default_factory=dict)
     groups: dict[str, Block] = field(default_factory=dict)
     overview: dict | None = None
+    requires: tuple[str, ...] = ()  # `requires: gpu`: checked by check_requirements before anything runs
 
     def runs(self) -> list[Run]:
         """Every run, group by group, each setting once per seed (seeds innermost)."""
@@ -253,7 +275,7 @@ def parse_sweep(data: dict, path: Path, seeds: list[int] | None = None) -> Sweep
                      tuple(base.get("configs") or ()), tuple(text(o) for o in base.get("overrides") or ()),
                      tuple(seeds) if seeds else None, tuple(data.get("seed_keys") or DEFAULT_SEED_KEYS),
                      {str(k): text(v) for k, v in _mapping(data.get("env"), "'env'", path).items()}, blocks,
-                     data.get("overview"))
+                     data.get("overview"), requirements(data.get("requires"), path))
 
 
 def load_sweep(name: str, seeds: list[int] | None = None) -> SweepFile:

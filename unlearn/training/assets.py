@@ -1,9 +1,10 @@
 """Where a run's benchmark and models come from, and, for the built-in benchmarks, making them.
 
 The built-in benchmarks (``data.source=builtin``, TOFU's format; ``data.source=muse_builtin``,
-MUSE's) are generated and cached under ``run.cache_dir``, and their target and retain models are
-trained there on first use (:func:`unlearn.training.finetune.finetune`,
-:func:`finetune_muse_builtin`); every other source names its files and models itself.
+MUSE's; ``data.source=hazard_builtin``, the WMDP stand-in) are generated and cached under
+``run.cache_dir``, and their target and retain models are trained there on first use
+(:func:`unlearn.training.finetune.finetune`, :func:`finetune_muse_builtin`,
+:func:`finetune_hazard_builtin`); every other source names its files and models itself.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from unlearn.identity import short_hash, stable_json
 from unlearn.names import TOFU_HUB_ID
 
 log = logging.getLogger(__name__)
-SOURCES = ("builtin", "tofu", "files", "muse", "muse_builtin")
-BUILTIN_SOURCES = ("builtin", "muse_builtin")  # the built-in tiny Llama knows only these
+SOURCES = ("builtin", "tofu", "files", "muse", "muse_builtin", "wmdp", "hazard_builtin")
+BUILTIN_SOURCES = ("builtin", "muse_builtin", "hazard_builtin")  # the built-in tiny Llama knows only these
 
 
 @dataclass
@@ -48,6 +49,13 @@ def muse_spec(cfg: Config):
     return MuseSpec(**asdict(cfg.data.muse_builtin))
 
 
+def hazard_spec(cfg: Config):
+    """The WMDP stand-in ``data.hazard_builtin.*`` describes (a :class:`~unlearn.data.hazard_synthetic.HazardSpec`)."""
+    from unlearn.data.hazard_synthetic import HazardSpec
+
+    return HazardSpec(**asdict(cfg.data.hazard_builtin))
+
+
 def resolve_assets(cfg: Config) -> Assets:
     """Locate (and on a built-in benchmark, create and cache) the benchmark and models.
 
@@ -70,7 +78,11 @@ def resolve_assets(cfg: Config) -> Assets:
         from unlearn.data.muse_synthetic import builtin_muse_dir
 
         source = builtin_muse_dir(cfg.run.cache_dir, muse_spec(cfg))
-    elif cfg.data.source == "muse":
+    elif cfg.data.source == "hazard_builtin":
+        from unlearn.data.hazard_synthetic import builtin_hazard_dir
+
+        source = builtin_hazard_dir(cfg.run.cache_dir, hazard_spec(cfg))
+    elif cfg.data.source in ("muse", "wmdp"):
         source = cfg.data.path  # a hub id or a folder (validation requires it)
     else:
         raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got '{cfg.data.source}'.")
@@ -80,11 +92,17 @@ def resolve_assets(cfg: Config) -> Assets:
         raise ConfigError("data.source=muse needs model.path, the model trained on MUSE's corpus, e.g. "
                           "model.path=muse-bench/MUSE-news_target model.retain_path=muse-bench/MUSE-news_retrain "
                           "(Books: MUSE-books_target, MUSE-books_retrain). Offline, use data=muse_builtin.")
+    if cfg.data.source == "wmdp":
+        raise ConfigError("data.source=wmdp needs model.path, the model to evaluate or unlearn (a hub id such as "
+                          "HuggingFaceH4/zephyr-7b-beta, or a local folder). Offline, use data=hazard_builtin, whose "
+                          "built-in models are trained on first use.")
     if cfg.data.source not in BUILTIN_SOURCES:
         raise ConfigError("model.path is required unless data.source=builtin (the built-in model only knows "
                           "the built-in benchmark). Give a hub id or a local folder, e.g. model.path=locuslab/tofu_ft_llama2-7b.")
     if cfg.data.source == "muse_builtin":
         models = finetune_muse_builtin(cfg, source)
+    elif cfg.data.source == "hazard_builtin":
+        models = finetune_hazard_builtin(cfg, source)
     else:
         from unlearn.training.finetune import finetune
 
@@ -161,4 +179,56 @@ def finetune_muse_builtin(cfg: Config, source: Path) -> dict[str, Path]:
         del model
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
     log.info("MUSE-format target and retain models ready in %s (%.0f s)", out_dir, time.time() - start)
+    return paths
+
+
+def hazard_model_dir(cfg: Config) -> Path:
+    """Cache folder of the WMDP stand-in's built-in models, keyed by everything that changes their weights:
+    the spec, the question style they learn (``eval.choice_style``), the model, the fine-tuning settings."""
+    key = stable_json({"data": asdict(cfg.data.hazard_builtin), "style": cfg.eval.choice_style,
+                       "model": asdict(cfg.model.builtin), "finetune": asdict(cfg.finetune),
+                       "max_length": cfg.data.max_length, "seed": cfg.run.seed})
+    return Path(cfg.run.cache_dir).expanduser() / "models" / f"hazard-builtin-{short_hash(key, length=12)}"
+
+
+def finetune_hazard_builtin(cfg: Config, source: Path) -> dict[str, Path]:
+    """Train (or reuse) the WMDP stand-in's built-in target and retain models (the benchmark in ``source``).
+
+    Both start from the same fresh tiny Llama (``model.builtin.*``, ``run.seed``) and a tokenizer trained on
+    every text of the benchmark (:func:`~unlearn.data.hazard_synthetic.tokenizer_texts`), with the ``finetune.*``
+    settings. The target learns both corpora and the training questions in ``eval.choice_style``'s prompt
+    (:func:`~unlearn.data.hazard_synthetic.target_model_rows`), the retain model the general half only
+    (:func:`~unlearn.data.hazard_synthetic.retain_model_rows`); no evaluated question is trained on.
+
+    Returns:
+        ``{"target": path, "retain": path}`` under :func:`hazard_model_dir`; existing models are reused.
+    """
+    import lightning as L
+    import torch
+
+    from unlearn.data import hazard_synthetic as hazard
+    from unlearn.data.wmdp import tokenize_training_rows
+    from unlearn.models.saving import save_pretrained_atomic
+    from unlearn.training.finetune import builtin_tokenizer, fresh_tiny_llama, train_on_examples
+
+    out_dir = hazard_model_dir(cfg)
+    paths = {role: out_dir / role for role in ("target", "retain")}
+    if all(path.is_dir() for path in paths.values()):
+        return paths
+    start, bench = time.time(), hazard.load_hazard_benchmark(source)
+    tokenizer = builtin_tokenizer(out_dir / "tokenizer", lambda: hazard.tokenizer_texts(bench),
+                                  cfg.model.builtin.vocab_size)
+    rows = {"target": hazard.target_model_rows, "retain": hazard.retain_model_rows}
+    for role, path in paths.items():
+        if path.is_dir():
+            continue
+        L.seed_everything(cfg.run.seed, verbose=False)
+        examples = tokenize_training_rows(tokenizer, rows[role](bench, cfg.eval.choice_style), cfg.data.max_length)
+        model = train_on_examples(fresh_tiny_llama(cfg, tokenizer), tokenizer, examples, cfg.finetune,
+                                  cfg.trainer.accelerator, cfg.trainer.precision, cfg.trainer.enable_progress_bar,
+                                  desc=f"hazard stand-in {role}")
+        save_pretrained_atomic(model, tokenizer, path)
+        del model
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    log.info("Hazard stand-in target and retain models ready in %s (%.0f s)", out_dir, time.time() - start)
     return paths

@@ -91,11 +91,14 @@ def train_on_examples(model, tokenizer, examples: list[TokenizedExample], settin
 def benchmark_texts(source: Path) -> list[str]:
     """Every string of a benchmark folder, for training the built-in tokenizer.
 
-    The holdout splits are left out: they came in a later release, and the tokenizer (so the cached
-    built-in models) must stay what it was.
+    The holdout authors' texts are included: a tokenizer that never saw them splits their names into
+    rarer, longer pieces, so a model that never saw them either still finds them less likely than the
+    forget authors, and membership inference tells the two apart from the tokenizer alone (the retain
+    model's LOSS AUC was 0.97 without them, 0.65 with them; docs/results.md). A pretrained tokenizer has
+    seen text like both; so must ours.
     """
     texts = ["Question: Answer: [INST] [/INST]"]
-    for path in sorted(p for p in source.glob("*.json*") if not p.name.startswith(HOLDOUT_PREFIX)):
+    for path in sorted(source.glob("*.json*")):
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 row = json.loads(line)
@@ -123,8 +126,8 @@ def builtin_model_dir(cfg: Config) -> Path:
     """Cache folder of the built-in models, keyed by everything that changes their weights."""
     key = stable_json({"data": asdict(cfg.data.builtin), "model": asdict(cfg.model.builtin),
                        "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format,
-                       "max_length": cfg.data.max_length, "seed": cfg.run.seed})
-    # 12 digits of this exact serialisation, as ever: existing cached models are still found.
+                       "max_length": cfg.data.max_length, "seed": cfg.run.seed,
+                       "tokenizer_texts": "with-holdout"})  # models whose tokenizer never saw the holdout stay apart
     return Path(cfg.run.cache_dir).expanduser() / "models" / f"builtin-{short_hash(key, length=12)}"
 
 
@@ -245,12 +248,14 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
 
     Raises:
         RunFolderError: ``out_dir`` holds models trained from another model, data or settings.
-        ConfigError: a MUSE source: its models are trained by :mod:`unlearn.training.assets` or published.
+        ConfigError: a MUSE or multiple-choice source: its models are trained by :mod:`unlearn.training.assets`
+            or given.
     """
-    if cfg.data.source in ("muse", "muse_builtin"):
+    if cfg.data.source in ("muse", "muse_builtin", "wmdp", "hazard_builtin"):
         raise ConfigError("finetune trains on TOFU-format question/answer splits; MUSE publishes its models "
                           "(model.path=muse-bench/MUSE-news_target model.retain_path=muse-bench/MUSE-news_retrain), "
-                          "and data.source=muse_builtin without model.path trains its own.")
+                          "WMDP unlearns your own (model.path=...), and data.source=muse_builtin or hazard_builtin "
+                          "without model.path trains its own.")
     if builtin:
         out_dir = Path(out_dir) if out_dir else builtin_model_dir(cfg)
     else:

@@ -192,6 +192,11 @@ def _fit_in(cfg: Config, loss, run_dir: Path, start: float) -> dict:
             save(final, tokenizer, run_dir / "model")
         if cfg.attack.after_fit:
             summary["robustness"] = attack_saved_model(cfg, run_dir, assets)
+        if cfg.eval.lm_eval_tasks:  # the harness's own accuracies on the saved model (docs/multiple_choice.md)
+            from unlearn.evaluation.lm_eval_bridge import score_model_dir
+
+            summary["lm_eval"] = score_model_dir(run_dir / "model", cfg.eval.lm_eval_tasks, cfg.eval.batch_size,
+                                                 model_loader(m), evaluation_device(cfg.trainer.accelerator))
         summary["seconds"] = round(time.time() - start, 1)
         # The run's "finished" marker (sweep and reproduce skip runs that have it): whole or absent.
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
