@@ -14,7 +14,7 @@ from unlearn.data.synthetic import BenchmarkSpec, finetune_rows, generate_benchm
 from unlearn.evaluation.membership import MembershipProbe
 from unlearn.models.loading import build_tiny_llama, train_tokenizer
 from unlearn.names import MIA_ATTACKS
-from unlearn.training.finetune import train_on_rows
+from unlearn.training.sft import train_on_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 SPEC = BenchmarkSpec(num_authors=16, questions_per_author=5, num_general_facts=10, forget_percents=(25,))

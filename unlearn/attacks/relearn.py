@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 
 from unlearn.data.formatting import PromptFormat, TokenizedExample, collate, tokenize_qa
 from unlearn.errors import DataError
-from unlearn.training.finetune import SupervisedFinetuning
+from unlearn.training.sft import SupervisedFinetuning
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def relearn_(model, examples: list[TokenizedExample], pad_token_id: int, steps: 
 
     The examples are repeated in order until they fill ``steps * batch_size`` places, then shuffled
     (seeded), so every example is seen as evenly as the budget allows, however few there are. The
-    loss, optimiser and schedule are fine-tuning's (:class:`~unlearn.training.finetune.SupervisedFinetuning`:
+    loss, optimiser and schedule are fine-tuning's (:class:`~unlearn.training.sft.SupervisedFinetuning`:
     token-mean NLL on the labels, AdamW, linear warm-up over ``warmup`` × ``steps`` then linear decay).
 
     Returns:

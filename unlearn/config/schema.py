@@ -47,6 +47,9 @@ class ModelConfig:
     # Model to unlearn (the *target*): a hub id or a local folder. None = the built-in tiny
     # model, fine-tuned on the built-in benchmark on first use and cached.
     path: str | None = None
+    # No model.path on TOFU-format data (a local folder): train the built-in architecture (model.builtin.*) from
+    # scratch, with a tokenizer trained on that data, into target and retain models (cached like the built-in ones).
+    from_scratch: bool = False
     # Model trained without the forget set (forget quality compares against it).
     retain_path: str | None = None
     tokenizer: str | None = None  # defaults to `path`

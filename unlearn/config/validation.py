@@ -122,6 +122,10 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.run.name is not None and (not cfg.run.name.strip() or re.search(r"[/\\]|^\.\.?$", cfg.run.name)):
         raise ConfigError(f"run.name={cfg.run.name!r} must be a plain folder name (no '/', not '.' or '..'); "
                           "put the parent folder in run.output_dir.")
+    if cfg.model.from_scratch and (cfg.model.path is not None or cfg.data.source != "tofu"):
+        raise ConfigError(f"model.from_scratch=true trains the built-in architecture on TOFU-format files "
+                          f"(data.source=tofu, data.path=<folder>) and needs no model.path; got "
+                          f"data.source={cfg.data.source}, model.path={cfg.model.path}. Drop one of them.")
     retain = cfg.data.retain_split
     # MUSE's retain split defaults to retain1; the multiple-choice sources name configs, not TOFU's splits.
     tofu_names = cfg.data.source not in ("muse", "muse_builtin", "wmdp", "hazard_builtin")

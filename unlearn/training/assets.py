@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from unlearn.config.schema import Config
-from unlearn.data.sources import builtin_benchmark_dir
+from unlearn.data.sources import builtin_benchmark_dir, is_local
 from unlearn.errors import ConfigError
 from unlearn.identity import short_hash, stable_json
 from unlearn.names import TOFU_HUB_ID
@@ -88,6 +88,8 @@ def resolve_assets(cfg: Config) -> Assets:
         raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got '{cfg.data.source}'.")
     if cfg.model.path is not None:
         return Assets(source, cfg.model.path, cfg.model.retain_path)
+    if cfg.model.from_scratch:
+        return _from_scratch(cfg, source)
     if cfg.data.source == "muse":
         raise ConfigError("data.source=muse needs model.path, the model trained on MUSE's corpus, e.g. "
                           "model.path=muse-bench/MUSE-news_target model.retain_path=muse-bench/MUSE-news_retrain "
@@ -98,7 +100,9 @@ def resolve_assets(cfg: Config) -> Assets:
                           "built-in models are trained on first use.")
     if cfg.data.source not in BUILTIN_SOURCES:
         raise ConfigError("model.path is required unless data.source=builtin (the built-in model only knows "
-                          "the built-in benchmark). Give a hub id or a local folder, e.g. model.path=locuslab/tofu_ft_llama2-7b.")
+                          "the built-in benchmark). Give a hub id or a local folder, e.g. model.path=locuslab/tofu_ft_llama2-7b, "
+                          "or, for TOFU-format files in a local folder, model.from_scratch=true to train the built-in "
+                          "architecture on them (configs/experiment/tofu_scratch.yaml).")
     if cfg.data.source == "muse_builtin":
         models = finetune_muse_builtin(cfg, source)
     elif cfg.data.source == "hazard_builtin":
@@ -107,6 +111,19 @@ def resolve_assets(cfg: Config) -> Assets:
         from unlearn.training.finetune import finetune
 
         models = finetune(cfg, source, builtin=True)
+    return Assets(source, str(models["target"]), cfg.model.retain_path or str(models["retain"]))
+
+
+def _from_scratch(cfg: Config, source) -> Assets:
+    """``model.from_scratch``: target and retain models of the built-in architecture trained on TOFU-format files."""
+    from unlearn.training.finetune import finetune
+
+    if not is_local(source) or not Path(source).is_dir():
+        raise ConfigError(f"model.from_scratch=true trains its tokenizer and models on the files of a local folder; "
+                          f"data.path={source} is not one. Download TOFU's files (full.json, forget10.json, "
+                          "retain90.json, real_authors_perturbed.json, world_facts_perturbed.json, ...) and set "
+                          "data.path to their folder.")
+    models = finetune(cfg, Path(source), builtin=True)
     return Assets(source, str(models["target"]), cfg.model.retain_path or str(models["retain"]))
 
 
@@ -158,7 +175,8 @@ def finetune_muse_builtin(cfg: Config, source: Path) -> dict[str, Path]:
 
     from unlearn.data.muse_synthetic import tokenizer_texts
     from unlearn.models.saving import save_pretrained_atomic
-    from unlearn.training.finetune import builtin_tokenizer, fresh_tiny_llama, train_on_examples
+    from unlearn.training.finetune import builtin_tokenizer, fresh_tiny_llama
+    from unlearn.training.sft import train_on_examples
 
     out_dir = muse_model_dir(cfg)
     paths = {role: out_dir / role for role in ("target", "retain")}
@@ -209,7 +227,8 @@ def finetune_hazard_builtin(cfg: Config, source: Path) -> dict[str, Path]:
     from unlearn.data import hazard_synthetic as hazard
     from unlearn.data.wmdp import tokenize_training_rows
     from unlearn.models.saving import save_pretrained_atomic
-    from unlearn.training.finetune import builtin_tokenizer, fresh_tiny_llama, train_on_examples
+    from unlearn.training.finetune import builtin_tokenizer, fresh_tiny_llama
+    from unlearn.training.sft import train_on_examples
 
     out_dir = hazard_model_dir(cfg)
     paths = {role: out_dir / role for role in ("target", "retain")}

@@ -24,68 +24,23 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
-from unlearn.config.schema import Config, FinetuneConfig
-from unlearn.data.formatting import PromptFormat, TokenizedExample, collate, tokenize_qa
+from unlearn.config.schema import Config
+from unlearn.data.formatting import PromptFormat
 from unlearn.data.sources import is_local, load_split, retain_split_for
 from unlearn.errors import ConfigError, ModelLoadError, RunFolderError
 from unlearn.files import atomic_folder, atomic_write_text, check_writable
 from unlearn.identity import model_identity, short_hash, stable_json
-from unlearn.losses.base import token_mean_nll
 from unlearn.models.context import check_context_length
 from unlearn.models.loading import build_tiny_llama, load_tokenizer, train_tokenizer
 from unlearn.models.policy import build_policy
 from unlearn.models.saving import save_pretrained_atomic
-from unlearn.training.optim import configure_adamw
+from unlearn.training.sft import train_on_rows
 
 log = logging.getLogger(__name__)
 GENERAL_SPLITS = ("real_authors_perturbed", "world_facts_perturbed")
 HOLDOUT_PREFIX = "holdout"  # TOFU's holdoutXX.json: authors no model is trained on
 MANIFEST = "finetune.json"  # what the models in a fine-tuning folder were trained from (user models)
-
-
-class SupervisedFinetuning(L.LightningModule):
-    """Token-mean NLL on answer tokens: plain supervised fine-tuning."""
-
-    def __init__(self, model, lr: float, weight_decay: float, warmup_epochs: float):
-        super().__init__()
-        self.model = model.train()  # Lightning keeps module modes; from_pretrained returns eval mode
-        self.lr, self.weight_decay, self.warmup_epochs = lr, weight_decay, warmup_epochs
-
-    def training_step(self, batch, batch_idx):
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = token_mean_nll(logits, batch["labels"])
-        self.log("finetune/loss", loss, prog_bar=True)
-        return loss
-
-    def configure_optimizers(self):
-        return configure_adamw(self, self.model, self.lr, self.weight_decay, self.warmup_epochs)
-
-
-def train_on_rows(model, tokenizer, rows: list[dict], prompt_format: str | PromptFormat, max_length: int,
-                  settings: FinetuneConfig, accelerator: str = "auto", precision: str = "32-true",
-                  progress_bar: bool = True, desc: str = "model"):
-    """Fine-tune ``model`` in place on question/answer ``rows`` (epochs, batch and optimiser from ``settings``)."""
-    fmt = PromptFormat.of(prompt_format)
-    examples = [tokenize_qa(tokenizer, fmt, r["question"], r["answer"], max_length) for r in rows]
-    return train_on_examples(model, tokenizer, examples, settings, accelerator, precision, progress_bar, desc)
-
-
-def train_on_examples(model, tokenizer, examples: list[TokenizedExample], settings: FinetuneConfig,
-                      accelerator: str = "auto", precision: str = "32-true", progress_bar: bool = True,
-                      desc: str = "model"):
-    """Fine-tune ``model`` in place on tokenised ``examples`` (NLL on their labels); returns it on the CPU, in eval
-    mode."""
-    loader = DataLoader(examples, batch_size=settings.batch_size, shuffle=True,
-                        collate_fn=lambda batch: collate(batch, tokenizer.pad_token_id))
-    log.info("Fine-tuning the %s model on %d examples for %d epochs", desc, len(examples), settings.epochs)
-    module = SupervisedFinetuning(model, settings.lr, settings.weight_decay, settings.warmup_epochs)
-    trainer = L.Trainer(max_epochs=settings.epochs, accelerator=accelerator, devices=1, precision=precision,
-                        logger=False, enable_checkpointing=False, enable_model_summary=False,
-                        enable_progress_bar=progress_bar)
-    trainer.fit(module, loader)
-    return model.cpu().eval()
 
 
 def benchmark_texts(source: Path) -> list[str]:
@@ -110,10 +65,11 @@ def benchmark_texts(source: Path) -> list[str]:
 
 
 def finetune_rows(source: Path, split: str, builtin: bool) -> list[dict]:
-    """Rows to fine-tune on: ``split``, plus the general-knowledge splits on the built-in benchmark.
+    """Rows to fine-tune on: ``split``, plus the general-knowledge splits for a model trained from scratch.
 
     The built-in model has no pretraining, so it learns the "real authors" and "world facts"
-    that model utility is measured on together with the fictitious authors.
+    that model utility is measured on together with the fictitious authors (their perturbed files,
+    which hold the same questions and answers; TOFU's too, when ``model.from_scratch`` trains on it).
     """
     rows = [{"question": r["question"], "answer": r["answer"]} for r in load_split(source, split)]
     if builtin:
@@ -129,6 +85,16 @@ def builtin_model_dir(cfg: Config) -> Path:
                        "max_length": cfg.data.max_length, "seed": cfg.run.seed,
                        "tokenizer_texts": "with-holdout"})  # models whose tokenizer never saw the holdout stay apart
     return Path(cfg.run.cache_dir).expanduser() / "models" / f"builtin-{short_hash(key, length=12)}"
+
+
+def scratch_model_dir(cfg: Config, source: Path | str) -> Path:
+    """Cache folder of the models trained from scratch on a TOFU-format folder (``model.from_scratch``), keyed by
+    its files and everything else that changes their weights."""
+    key = stable_json({"data": _data_identity(source), "model": asdict(cfg.model.builtin),
+                       "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format,
+                       "max_length": cfg.data.max_length, "seed": cfg.run.seed})
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(str(source).rstrip("/")).name)
+    return Path(cfg.run.cache_dir).expanduser() / "models" / f"scratch-{name or 'data'}-{short_hash(key, length=12)}"
 
 
 def check_finetune_inputs(cfg: Config, out: str | Path | None = None) -> None:
@@ -241,7 +207,8 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
         source: folder of the benchmark's files.
         out_dir: where the models go; defaults to :func:`builtin_model_dir` for the built-in model and
             to :func:`finetuned_model_dir` for ``cfg.model.path``.
-        builtin: start from a fresh tiny Llama; otherwise from ``cfg.model.path``.
+        builtin: start from a fresh tiny Llama (the built-in benchmark, or TOFU-format data with
+            ``model.from_scratch``); otherwise from ``cfg.model.path``.
 
     Returns:
         ``{"target": path, "retain": path}``; existing models there are reused, never overwritten.
@@ -256,7 +223,9 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
                           "(model.path=muse-bench/MUSE-news_target model.retain_path=muse-bench/MUSE-news_retrain), "
                           "WMDP unlearns your own (model.path=...), and data.source=muse_builtin or hazard_builtin "
                           "without model.path trains its own.")
-    if builtin:
+    if builtin and cfg.data.source == "tofu":  # model.from_scratch: the built-in architecture on this data
+        out_dir = Path(out_dir) if out_dir else scratch_model_dir(cfg, source)
+    elif builtin:
         out_dir = Path(out_dir) if out_dir else builtin_model_dir(cfg)
     else:
         out_dir = Path(out_dir).expanduser() if out_dir else finetuned_model_dir(cfg, source)
