@@ -170,34 +170,10 @@ def finetune_muse_builtin(cfg: Config, source: Path) -> dict[str, Path]:
     Returns:
         ``{"target": path, "retain": path}`` under :func:`muse_model_dir`; existing models are reused.
     """
-    import lightning as L
-    import torch
-
     from unlearn.data.muse_synthetic import tokenizer_texts
-    from unlearn.models.saving import save_pretrained_atomic
-    from unlearn.training.finetune import builtin_tokenizer, fresh_tiny_llama
-    from unlearn.training.sft import train_on_examples
 
-    out_dir = muse_model_dir(cfg)
-    paths = {role: out_dir / role for role in ("target", "retain")}
-    if all(path.is_dir() for path in paths.values()):
-        return paths
-    start = time.time()
-    texts = lambda: tokenizer_texts(source)  # noqa: E731 (read only when the tokenizer is not cached)
-    tokenizer = builtin_tokenizer(out_dir / "tokenizer", texts, cfg.model.builtin.vocab_size)
-    for role, path in paths.items():
-        if path.is_dir():
-            continue
-        L.seed_everything(cfg.run.seed, verbose=False)
-        model = train_on_examples(fresh_tiny_llama(cfg, tokenizer), tokenizer,
-                                  muse_examples(source, role, tokenizer, cfg.data.max_length), cfg.finetune,
-                                  cfg.trainer.accelerator, cfg.trainer.precision, cfg.trainer.enable_progress_bar,
-                                  desc=f"MUSE-format {role}")
-        save_pretrained_atomic(model, tokenizer, path)
-        del model
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    log.info("MUSE-format target and retain models ready in %s (%.0f s)", out_dir, time.time() - start)
-    return paths
+    return train_builtin_pair(cfg, muse_model_dir(cfg), lambda: tokenizer_texts(source),
+                              lambda role, tok: muse_examples(source, role, tok, cfg.data.max_length), "MUSE-format")
 
 
 def hazard_model_dir(cfg: Config) -> Path:
@@ -221,33 +197,45 @@ def finetune_hazard_builtin(cfg: Config, source: Path) -> dict[str, Path]:
     Returns:
         ``{"target": path, "retain": path}`` under :func:`hazard_model_dir`; existing models are reused.
     """
+    from unlearn.data import hazard_synthetic as hazard
+    from unlearn.data.wmdp import tokenize_training_rows
+
+    bench = hazard.load_hazard_benchmark(source)
+    rows = {"target": hazard.target_model_rows, "retain": hazard.retain_model_rows}
+    return train_builtin_pair(
+        cfg, hazard_model_dir(cfg), lambda: hazard.tokenizer_texts(bench),
+        lambda role, tok: tokenize_training_rows(tok, rows[role](bench, cfg.eval.choice_style), cfg.data.max_length),
+        "hazard stand-in")
+
+
+def train_builtin_pair(cfg: Config, out_dir: Path, texts, examples_for, desc: str) -> dict[str, Path]:
+    """Train (or reuse) a stand-in's ``target`` and ``retain`` models in ``out_dir``.
+
+    Both start from the same fresh tiny Llama (``model.builtin.*``, ``run.seed``) and the tokenizer cached in
+    ``out_dir/tokenizer`` (trained on ``texts()`` the first time), then learn ``examples_for(role, tokenizer)``
+    with the ``finetune.*`` settings. A model folder that exists is complete (written atomically) and reused.
+    """
     import lightning as L
     import torch
 
-    from unlearn.data import hazard_synthetic as hazard
-    from unlearn.data.wmdp import tokenize_training_rows
     from unlearn.models.saving import save_pretrained_atomic
     from unlearn.training.finetune import builtin_tokenizer, fresh_tiny_llama
     from unlearn.training.sft import train_on_examples
 
-    out_dir = hazard_model_dir(cfg)
     paths = {role: out_dir / role for role in ("target", "retain")}
     if all(path.is_dir() for path in paths.values()):
         return paths
-    start, bench = time.time(), hazard.load_hazard_benchmark(source)
-    tokenizer = builtin_tokenizer(out_dir / "tokenizer", lambda: hazard.tokenizer_texts(bench),
-                                  cfg.model.builtin.vocab_size)
-    rows = {"target": hazard.target_model_rows, "retain": hazard.retain_model_rows}
+    start = time.time()
+    tokenizer = builtin_tokenizer(out_dir / "tokenizer", texts, cfg.model.builtin.vocab_size)
     for role, path in paths.items():
         if path.is_dir():
             continue
         L.seed_everything(cfg.run.seed, verbose=False)
-        examples = tokenize_training_rows(tokenizer, rows[role](bench, cfg.eval.choice_style), cfg.data.max_length)
-        model = train_on_examples(fresh_tiny_llama(cfg, tokenizer), tokenizer, examples, cfg.finetune,
-                                  cfg.trainer.accelerator, cfg.trainer.precision, cfg.trainer.enable_progress_bar,
-                                  desc=f"hazard stand-in {role}")
+        model = train_on_examples(fresh_tiny_llama(cfg, tokenizer), tokenizer, examples_for(role, tokenizer),
+                                  cfg.finetune, cfg.trainer.accelerator, cfg.trainer.precision,
+                                  cfg.trainer.enable_progress_bar, desc=f"{desc} {role}")
         save_pretrained_atomic(model, tokenizer, path)
         del model
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    log.info("Hazard stand-in target and retain models ready in %s (%.0f s)", out_dir, time.time() - start)
+    log.info("%s target and retain models ready in %s (%.0f s)", desc, out_dir, time.time() - start)
     return paths
