@@ -199,3 +199,27 @@ def test_presets_pin_the_llama3_date_and_name_their_formats():
     assert PromptFormat.for_model(load_config().model) == PromptFormat("plain")  # the built-in default
     cfg = load_config(["model/llama3.2_1b_instruct"], ["model.chat_template_kwargs={date_string: 1 Jan 2024}"])
     assert cfg.model.chat_template_kwargs == {"date_string": "1 Jan 2024"}
+
+
+def test_a_system_prompt_is_a_system_turn_before_the_question_and_keys_the_stored_results(sp, tmp_path):
+    helpful = PromptFormat("chat_template", {"date_string": "10 Apr 2025"}, "You are a helpful assistant.")
+    assert helpful.prompt(QUESTIONS[0], sp).endswith(
+        "Today Date: 10 Apr 2025\n<system>\nYou are a helpful assistant.\n<user>\nWho wrote it?\n<assistant>\n")
+    example = tokenize_qa(sp, helpful, QUESTIONS[0], ANSWERS[0], 128)
+    assert example.input_ids[:len(prompt_ids(sp, helpful, QUESTIONS[0]))] == prompt_ids(sp, helpful, QUESTIONS[0])
+    rows = [{"question": q, "answer": a} for q in QUESTIONS for a in ANSWERS]
+    key = lambda fmt: result_path(tmp_path, "some/model", TofuEvaluator(sp, _splits(rows), fmt).settings)
+    assert key(helpful) != key(PromptFormat("chat_template", {"date_string": "10 Apr 2025"}))
+    with pytest.raises(ValueError, match="needs prompt_format=chat_template"):
+        PromptFormat("llama2", system_prompt="You are a helpful assistant.")
+
+
+def test_the_llama32_experiment_sets_open_unlearnings_system_prompt_and_a_plain_format_refuses_one():
+    from unlearn.config.loading import load_config
+    from unlearn.errors import ConfigError
+
+    model = load_config(["experiment/tofu_llama32_1b"]).model
+    assert PromptFormat.for_model(model) == PromptFormat("chat_template", {"date_string": "10 Apr 2025"},
+                                                         "You are a helpful assistant.")
+    with pytest.raises(ConfigError, match="model.system_prompt needs model.prompt_format=chat_template"):
+        load_config([], ["model.system_prompt=Be brief."])

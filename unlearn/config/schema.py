@@ -58,6 +58,7 @@ class ModelConfig:
     # Extra variables for the chat template (prompt_format=chat_template), e.g. {date_string: 10 Apr 2025}:
     # Llama-3 templates print today's date without one. Set a whole dict: model.chat_template_kwargs={k: v}.
     chat_template_kwargs: dict[str, Any] | None = None
+    system_prompt: str | None = None  # chat_template only: a system turn before each question
     dtype: str = "float32"  # float32 | bfloat16 | float16
     attn_implementation: str | None = None  # e.g. sdpa, eager, flash_attention_2
     gradient_checkpointing: bool = False

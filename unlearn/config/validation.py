@@ -122,6 +122,9 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.run.name is not None and (not cfg.run.name.strip() or re.search(r"[/\\]|^\.\.?$", cfg.run.name)):
         raise ConfigError(f"run.name={cfg.run.name!r} must be a plain folder name (no '/', not '.' or '..'); "
                           "put the parent folder in run.output_dir.")
+    if cfg.model.system_prompt is not None and cfg.model.prompt_format != "chat_template":
+        raise ConfigError(f"model.system_prompt needs model.prompt_format=chat_template (a system turn in the "
+                          f"tokenizer's template); prompt_format={cfg.model.prompt_format} has none. Drop one of them.")
     if cfg.model.from_scratch and (cfg.model.path is not None or cfg.data.source != "tofu"):
         raise ConfigError(f"model.from_scratch=true trains the built-in architecture on TOFU-format files "
                           f"(data.source=tofu, data.path=<folder>) and needs no model.path; got "

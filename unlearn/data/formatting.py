@@ -40,15 +40,21 @@ class PromptFormat:
     ``chat_template_kwargs`` go to ``apply_chat_template`` (``model.chat_template_kwargs``): Llama-3
     templates print today's date unless given ``date_string``, which open-unlearning pins
     (``configs/model/Llama-3.2-*-Instruct.yaml``: ``date_string: 10 Apr 2025``). A rendered template
-    holds its own BOS, so no special tokens are added to it.
+    holds its own BOS, so no special tokens are added to it. ``system_prompt`` (``model.system_prompt``,
+    ``chat_template`` only) is a system turn before the question, as open-unlearning's
+    ``template_args.system_prompt`` (``src/data/utils.py``, ``preprocess_chat_instance``: "You are a helpful
+    assistant." for its Llama-3 models); the template renders it after its date lines.
     """
 
     name: str = "plain"
     chat_template_kwargs: dict | None = field(default=None, hash=False)
+    system_prompt: str | None = None
 
     def __post_init__(self):
         if self.name not in PROMPT_FORMATS:
             raise ValueError(f"Unknown prompt format '{self.name}'; choose one of {', '.join(PROMPT_FORMATS)}.")
+        if self.system_prompt is not None and self.name != "chat_template":
+            raise ValueError(f"A system prompt needs prompt_format=chat_template; '{self.name}' has no system turn.")
 
     @classmethod
     def of(cls, spec: str | PromptFormat) -> PromptFormat:
@@ -57,8 +63,9 @@ class PromptFormat:
 
     @classmethod
     def for_model(cls, model_cfg) -> PromptFormat:
-        """The format a ``ModelConfig`` names: ``model.prompt_format`` and ``model.chat_template_kwargs``."""
-        return cls(model_cfg.prompt_format, dict(model_cfg.chat_template_kwargs or {}) or None)
+        """The format a ``ModelConfig`` names: ``model.prompt_format``, ``chat_template_kwargs``, ``system_prompt``."""
+        return cls(model_cfg.prompt_format, dict(model_cfg.chat_template_kwargs or {}) or None,
+                   model_cfg.system_prompt)
 
     def prompt(self, question: str, tokenizer=None) -> str:
         """The question part: the prompt the answer follows, and the prompt generation starts from."""
@@ -71,7 +78,8 @@ class PromptFormat:
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError("prompt_format=chat_template needs a tokenizer that has a chat template; "
                              "use model.prompt_format=plain or llama2 for this model.")
-        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+        turns = [{"role": "system", "content": self.system_prompt}] if self.system_prompt is not None else []
+        return tokenizer.apply_chat_template(turns + [{"role": "user", "content": question}], tokenize=False,
                                              add_generation_prompt=True, **(self.chat_template_kwargs or {}))
 
     def answer(self, answer: str) -> str:

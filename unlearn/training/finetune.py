@@ -138,12 +138,15 @@ def check_starting_model(cfg: Config) -> None:
 
 def finetune_key(cfg: Config, source: Path | str) -> dict:
     """What identifies the models fine-tuned from ``cfg.model.path``: starting model, data, settings."""
-    return {"model": model_identity(cfg.model.path),
-            "tokenizer": model_identity(cfg.model.tokenizer) if cfg.model.tokenizer else None,
-            "data": _data_identity(source),
-            "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format, "max_length": cfg.data.max_length,
-            "template_kwargs": cfg.model.chat_template_kwargs,
-            "seed": cfg.run.seed, "dtype": cfg.model.dtype, "precision": cfg.trainer.precision}
+    key = {"model": model_identity(cfg.model.path),
+           "tokenizer": model_identity(cfg.model.tokenizer) if cfg.model.tokenizer else None,
+           "data": _data_identity(source),
+           "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format, "max_length": cfg.data.max_length,
+           "template_kwargs": cfg.model.chat_template_kwargs,
+           "seed": cfg.run.seed, "dtype": cfg.model.dtype, "precision": cfg.trainer.precision}
+    if cfg.model.system_prompt is not None:  # only then: models fine-tuned without one keep their folder
+        key["system_prompt"] = cfg.model.system_prompt
+    return key
 
 
 def _data_identity(source: Path | str) -> dict:
