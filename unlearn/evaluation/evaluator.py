@@ -5,7 +5,7 @@ paraphrase, perturbed answers — is flattened into one list and scored by
 :func:`unlearn.models.scoring.score_examples` in length-sorted batches; the questions' prompts are then
 answered greedily in left-padded batches. Questions are dealt to ranks like a
 ``DistributedSampler`` (padded so every rank gets the same number), each rank feeds its
-per-question values into a torchmetrics :class:`PerQuestionValues`, and ``compute()`` gathers them
+per-question values into a torchmetrics :class:`~unlearn.evaluation.ranks.PerQuestionValues`, and ``compute()`` gathers them
 and puts them back in row order, so every rank ends with the same result as a single process.
 """
 
@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from unlearn.data.formatting import PromptFormat, TokenizedExample, prompt_ids, tokenize_qa
 from unlearn.data.sources import GENERAL_PERTURBED_FIELDS, PERTURBED_FIELDS, load_split
 from unlearn.evaluation.generation import greedy_generate
 from unlearn.evaluation.membership import MembershipProbe
 from unlearn.evaluation.metrics import rouge_l_recall
-from unlearn.evaluation.ranks import gather_objects, shard
+from unlearn.evaluation.ranks import PerQuestionValues, gather_objects, shard
 from unlearn.evaluation.results import AUTHOR_SPLITS, SPLITS, EvalResult, SplitResult
 from unlearn.identity import short_hash, stable_json, tokenizer_fingerprint
 from unlearn.models.scoring import score_examples
@@ -52,32 +50,6 @@ def load_eval_splits(source: str | Path, forget_split: str, max_rows: int | None
 def benchmark_fingerprint(splits: dict[str, list[dict]]) -> str:
     """A short hash of every row the evaluation reads."""
     return short_hash(stable_json(splits))
-
-
-class PerQuestionValues(Metric):
-    """Per-question values of one split, gathered across ranks and returned in row order.
-
-    States are concatenated across ranks (``dist_reduce_fx="cat"``); the row index travels with
-    the values, so ``compute`` can sort them and drop the duplicates that padding the shards made.
-    """
-
-    full_state_update = False
-    FIELDS = ("index", "answer_nll", "base_nll", "perturbed_nll", "rouge_l")
-
-    def __init__(self) -> None:
-        super().__init__()
-        for name in self.FIELDS:
-            self.add_state(name, default=[], dist_reduce_fx="cat")
-
-    def update(self, index: torch.Tensor, answer_nll: torch.Tensor, base_nll: torch.Tensor,
-               perturbed_nll: torch.Tensor, rouge_l: torch.Tensor) -> None:
-        for name, value in zip(self.FIELDS, (index, answer_nll, base_nll, perturbed_nll, rouge_l)):
-            getattr(self, name).append(value.to(self.device))
-
-    def compute(self) -> dict[str, np.ndarray]:
-        values = {name: dim_zero_cat(getattr(self, name)).cpu().numpy() for name in self.FIELDS}
-        _, first = np.unique(values["index"], return_index=True)  # sorted by index, duplicates dropped
-        return {name: value[first] for name, value in values.items()}
 
 
 class TofuEvaluator:

@@ -20,8 +20,8 @@ Every (question, choice) pair of a rank's questions is flattened into one list a
 :func:`unlearn.models.scoring.score_examples` in length-sorted batches (the choices of a question share
 batches; no loop over questions runs the model). Questions are dealt to ranks as
 :class:`~unlearn.evaluation.evaluator.TofuEvaluator` deals them (:func:`~unlearn.evaluation.evaluator.shard`),
-and gathered by a torchmetrics state that carries each row's index, so every rank gets the
-single-process result.
+and gathered by the same :class:`~unlearn.evaluation.ranks.PerQuestionValues` state, which carries each
+row's index, so every rank gets the single-process result.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from unlearn.data.wmdp import (
     choice_continuations,
@@ -40,7 +38,7 @@ from unlearn.data.wmdp import (
     tokenize_completion,
     validate_choice_rows,
 )
-from unlearn.evaluation.ranks import shard
+from unlearn.evaluation.ranks import PerQuestionValues, shard
 from unlearn.identity import short_hash, stable_json, tokenizer_fingerprint
 from unlearn.models.scoring import score_examples
 from unlearn.names import FORGET_ACCURACY, GENERAL_ACCURACY
@@ -174,31 +172,6 @@ class MultipleChoiceResult:
                    data.get("info", {}))
 
 
-class ChoiceLoglikelihoods(Metric):
-    """Per-question choice scores of one set, gathered across ranks and returned in row order.
-
-    The row index travels with the scores (``dist_reduce_fx="cat"``), so ``compute`` sorts them and
-    drops the duplicates that padding the shards made (as ``evaluator.PerQuestionValues`` does).
-    """
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("index", default=[], dist_reduce_fx="cat")
-        self.add_state("loglikelihood", default=[], dist_reduce_fx="cat")
-
-    def update(self, index: torch.Tensor, loglikelihood: torch.Tensor) -> None:
-        self.index.append(index.to(self.device))
-        self.loglikelihood.append(loglikelihood.to(self.device))
-
-    def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        index = dim_zero_cat(self.index).cpu().numpy()
-        values = dim_zero_cat(self.loglikelihood).cpu().numpy()
-        _, first = np.unique(index, return_index=True)
-        return index[first], values[first]
-
-
 class MultipleChoiceEvaluator:
     """Computes :class:`MultipleChoiceResult` for a model; tokenises every question once, at construction.
 
@@ -263,10 +236,10 @@ class MultipleChoiceEvaluator:
             count = len(examples[i])
             scores[row, :count] = -nll[offset:offset + count]
             offset += count
-        gathered = ChoiceLoglikelihoods().to(next(model.parameters()).device)
+        gathered = PerQuestionValues(fields=("loglikelihood",)).to(next(model.parameters()).device)
         gathered.update(torch.tensor(mine, dtype=torch.long), scores)
-        index, loglikelihood = gathered.compute()
-        index = index.astype(np.int64)
+        values = gathered.compute()
+        index, loglikelihood = values["index"].astype(np.int64), values["loglikelihood"]
         return ChoiceSetResult(name, index, [rows[i]["question"] for i in index],
                                [list(rows[i]["choices"]) for i in index],
                                np.array([rows[i]["answer"] for i in index], dtype=np.int64), loglikelihood, self.style)
