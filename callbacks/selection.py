@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ import lightning as L
 from typing_extensions import override
 
 from unlearn.callbacks.collapse import EvaluationRecords, is_finite
-from unlearn.files import atomic_folder
+from unlearn.files import atomic_folder, atomic_write_text
 from unlearn.names import BENCHMARKS, SELECTION_RULES, BenchmarkKeys, format_number
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,10 @@ class BestEpochSelection(L.Callback):
     unlearned one. Each later record is compared once, right after it is made; a new best has its
     weights written to ``save_dir`` (by rank 0, replacing the previous best), so memory is not
     doubled for large models. With ``rule="last"`` nothing is written: the final weights are the
-    selection.
+    selection. With ``result_path``, each new best's per-question results and the retain model's are
+    written there too (``{"epoch", "result", "retain"}``, the results' ``to_dict()``), for intervals
+    over questions (:mod:`unlearn.reporting.question_ci`); the epoch in the file says which selection
+    it belongs to, so a crash between the two writes is detected, not mistaken.
 
     Args:
         evaluation: The evaluation callback (its ``records``), placed before this one.
@@ -59,11 +63,12 @@ class BestEpochSelection(L.Callback):
         save_model: ``save_model(policy, folder)`` writes a complete model folder that does not exist
             yet (``fit`` adds the tokenizer and merges LoRA adapters); default: ``save_pretrained``.
         benchmark: Which record keys are the utility and the forget score (:data:`unlearn.names.BENCHMARKS`).
+        result_path: Where the selected epoch's per-question results go (a JSON file); None writes none.
     """
 
     def __init__(self, evaluation: EvaluationRecords, rule: str = "forget_quality", collapse_fraction: float = 0.5,
                  save_dir: str | Path | None = None, save_model: Callable[[Any, Path], None] | None = None,
-                 benchmark: BenchmarkKeys = BENCHMARKS["tofu"]):
+                 benchmark: BenchmarkKeys = BENCHMARKS["tofu"], result_path: str | Path | None = None):
         if rule not in SELECTION_RULES:
             raise ValueError(f"rule must be one of {', '.join(SELECTION_RULES)}, got {rule!r}")
         if isinstance(collapse_fraction, bool) or not isinstance(collapse_fraction, (int, float)) \
@@ -74,6 +79,7 @@ class BestEpochSelection(L.Callback):
         self.evaluation, self.rule, self.collapse_fraction = evaluation, rule, float(collapse_fraction)
         self.benchmark = benchmark
         self.save_dir = None if save_dir is None else Path(save_dir)
+        self.result_path = None if result_path is None else Path(result_path)
         self.save_model = save_model or (lambda model, out: model.save_pretrained(out, safe_serialization=True))
         self.selected: dict[str, Any] | None = None
         self.saved_epoch: int | None = None  # epoch whose weights are in save_dir
@@ -124,6 +130,8 @@ class BestEpochSelection(L.Callback):
                 selection_key(self.selected, self.rule, threshold, self.benchmark):
             return
         self.selected = dict(record)
+        if self.result_path is not None and trainer.is_global_zero:
+            self._write_result(record["epoch"])
         if self.rule != "last" and self.save_dir is not None:
             # Under a sharding strategy the whole weights are gathered onto rank 0, which takes every rank.
             whole = getattr(pl_module, "whole_policy", None)
@@ -137,6 +145,14 @@ class BestEpochSelection(L.Callback):
         # any point, even between the two renames of the swap, keeps a whole best model.
         with atomic_folder(self.save_dir, replace=True) as staging:
             self.save_model(model, staging)
+
+    def _write_result(self, epoch: int) -> None:
+        latest, retain = self.evaluation.latest, getattr(self.evaluation, "retain", None)
+        if latest is None or not hasattr(latest, "to_dict"):
+            return
+        payload = {"epoch": epoch, "result": latest.to_dict(),
+                   "retain": retain.to_dict() if hasattr(retain, "to_dict") else None}
+        atomic_write_text(self.result_path, json.dumps(payload))
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM
 from tests.helpers import TINY_CONFIG
 from unlearn.cli import main
 from unlearn.data.sources import load_split
+from unlearn.reporting.question_ci import question_intervals, read_selected_eval
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +39,13 @@ def test_fit_writes_a_complete_run_folder(run):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["nll_before"]) == {"forget", "retain"} and summary["steps"] > 0
     assert summary["model_dir"] == str(run_dir / "model")
+    # The selected epoch's per-question values, with the retain model's, for intervals over questions.
+    selected = read_selected_eval(run_dir, summary["evaluation"]["selected_epoch"])
+    assert selected is not None and selected["result"]["summary"] == summary["evaluation"]["unlearned"]
+    intervals = question_intervals(selected)
+    assert intervals["forget quality"]["value"] == summary["evaluation"]["unlearned"]["forget/forget_quality"]
+    low, high = intervals["model utility"]["ci"]
+    assert 0 <= low <= intervals["model utility"]["value"] <= high <= 1
 
 
 def test_builtin_models_are_cached_and_reused(run, capsys):

@@ -98,7 +98,8 @@ def _numbers(record: dict) -> dict:
 def setup_fit_evaluation(evaluator, retain, every_n_epochs: int, num_logged_samples: int,
                          rule: str, collapse_fraction: float, save_dir: Path,
                          save_model: Callable[[object, Path], None],
-                         benchmark: BenchmarkKeys = BENCHMARKS["tofu"]) -> FitEvaluation:
+                         benchmark: BenchmarkKeys = BENCHMARKS["tofu"],
+                         result_path: Path | None = None) -> FitEvaluation:
     """The evaluation, selection and collapse callbacks of a run, built from their settings.
 
     Args:
@@ -108,6 +109,7 @@ def setup_fit_evaluation(evaluator, retain, every_n_epochs: int, num_logged_samp
         save_dir: Where the best epoch's weights are kept until the run ends.
         save_model: ``save_model(policy, folder)`` writes a complete model folder.
         benchmark: The benchmark's keys: its utility (watched for collapse) and forget score (selection).
+        result_path: Where the selected epoch's per-question results go (``<run>/eval_selected.json``), or None.
     """
     evaluation_mod, collapse_mod, selection_mod = _callbacks_module()
     needs_retain = benchmark.selection_goal != "low"  # forget quality, PrivLeak: measured against the retain model
@@ -119,7 +121,7 @@ def setup_fit_evaluation(evaluator, retain, every_n_epochs: int, num_logged_samp
         evaluation = evaluation_mod.BenchmarkEvaluation(evaluator, every_n_epochs, retain, num_logged_samples,
                                                         benchmark)
         selection = selection_mod.BestEpochSelection(evaluation, rule, collapse_fraction, save_dir, save_model,
-                                                     benchmark)
+                                                     benchmark, result_path)
         collapse = collapse_mod.UtilityCollapseStopping(evaluation, collapse_fraction, monitor=benchmark.utility)
     except ValueError as err:
         raise ConfigError(f"eval: {err}") from err

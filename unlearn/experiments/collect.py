@@ -3,7 +3,9 @@
 For each setting (a group's point, over its seeds) and each metric of :func:`run_metrics`:
 the mean, the sample standard deviation (ddof = 1), n (the finished runs that have the number),
 and a 95% percentile bootstrap interval of the mean over the seeds (1000 resamples, numpy seed 0;
-:mod:`unlearn.reporting.stats` says why it is over seeds and not over questions). The metrics are
+:mod:`unlearn.reporting.stats`); beside it, each run's own intervals over its questions where its folder has
+the selected epoch's per-question values (``question_ci`` of a run entry; :mod:`unlearn.reporting.question_ci`).
+The metrics are
 named in the words of the runs' benchmark (:mod:`unlearn.reporting.display`): TOFU's forget quality
 and model utility (and the membership-inference AUCs of LOSS and Min-K% when the runs have them),
 MUSE's VerbMem, KnowMem forget and retain and PrivLeak, or multiple choice's forget and general
@@ -23,16 +25,20 @@ from unlearn.experiments.runner import run_dir
 from unlearn.experiments.runs import is_finished
 from unlearn.experiments.sweep_file import Run, SweepFile
 from unlearn.files import atomic_write_text
+from unlearn.names import format_number
 from unlearn.reporting.compare import (UTILITY_FLOOR, best_within_utility, compare, load_run, run_benchmark,
                                        selected_epoch)
 from unlearn.reporting.display import Display, display_of
+from unlearn.reporting.question_ci import SELECTED_EVAL, question_intervals, read_selected_eval
 from unlearn.reporting.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, describe, format_stat
 
 STATISTICS = {"mean": "arithmetic mean over the seeds' runs", "sd": "sample standard deviation over seeds (ddof=1); "
               "null with one run", "n": "finished runs that have the number",
               "ci": f"{CI_LEVEL:.0%} percentile bootstrap interval of the mean over seeds ({BOOTSTRAP_RESAMPLES} "
-                    f"resamples, numpy default_rng({BOOTSTRAP_SEED})); null with fewer than two runs. Over seeds, "
-                    "not questions: run folders keep no per-question values"}
+                    f"resamples, numpy default_rng({BOOTSTRAP_SEED})); null with fewer than two runs",
+              "question_ci": "per run: value and 95% percentile bootstrap interval of its selected epoch's forget "
+                             "quality (forget questions resampled in pairs with the retain model's) and model "
+                             "utility (each utility split's questions resampled), from <run>/eval_selected.json"}
 
 
 def headline(shown: Display) -> tuple[str, ...]:
@@ -115,6 +121,7 @@ def collect_points(sweep: SweepFile, runs: list[Run], out: Path) -> list[dict]:
                 point["_metrics"].append(run_metrics(summary))
                 point["benchmark"] = point["benchmark"] or run_benchmark(summary).name
                 entry["status"] = "done"
+                entry.update(_question_ci(folder, summary))
             except UnlearnError as err:  # a run without evaluation: finished, but nothing to collect
                 entry["status"] = f"not collected: {err}"
         elif folder.exists():
@@ -126,6 +133,38 @@ def collect_points(sweep: SweepFile, runs: list[Run], out: Path) -> list[dict]:
         point["n"] = len(found)
         point["metrics"] = {name: describe([m.get(name) for m in found]) for name in names}
     return list(points.values())
+
+
+def _question_ci(folder: Path, summary: dict) -> dict:
+    """``{"question_ci": ...}``: the run's intervals over questions (:mod:`unlearn.reporting.question_ci`), when
+    its folder has the selected epoch's per-question values; else nothing."""
+    payload = read_selected_eval(folder, summary["evaluation"].get("selected_epoch"))
+    if payload is None:
+        return {}
+    try:
+        intervals = question_intervals(payload)
+    except (KeyError, TypeError, ValueError) as err:  # a damaged or foreign file: the run's numbers still stand
+        print(f"[sweep] {folder / SELECTED_EVAL}: no intervals over questions ({err})")
+        return {}
+    return {"question_ci": intervals} if intervals else {}
+
+
+def question_table(points: list[dict]) -> list[str]:
+    """Each run's forget quality and model utility with their 95% intervals over questions (empty without any)."""
+    rows = [(r["name"], r["question_ci"]) for p in points for r in p["runs"] if r.get("question_ci")]
+    if not rows:
+        return []
+    lines = ["| run | forget quality | 95% CI over questions | model utility | 95% CI over questions |",
+             "|---|---:|---:|---:|---:|"]
+    for name, ci in rows:
+        cells = [name]
+        for metric, digits in (("forget quality", ".3g"), ("model utility", ".3f")):
+            stat = ci.get(metric)
+            cells += ["", ""] if stat is None else [
+                format_number(stat["value"], digits),
+                "[" + ", ".join(format_number(x, digits) for x in stat["ci"]) + "]"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def shown_for(points: list[dict]) -> Display:
@@ -182,10 +221,18 @@ def results_markdown(sweep: SweepFile, points: list[dict]) -> str:
              f"From `{sweep.path}`: {seeds}.", "",
              "Each number is the mean ± sd over the setting's finished runs (sd with ddof = 1; n = finished runs / "
              "planned). The CI columns are 95% percentile bootstrap intervals of the mean over the seeds (1000 "
-             "resamples, fixed seed): over seeds, not questions, since a run folder keeps no per-question values. "
+             "resamples, fixed seed) over the seeds; each run's own intervals over its questions, where its folder "
+             "has the selected epoch's per-question values, are in the last section. "
              f"Numbers are those of each run's selected epoch (its saved model); {reading}", ""]
     for group in dict.fromkeys(p["group"] for p in points):
         lines += [f"## {group}", "", *group_table([p for p in points if p["group"] == group]), ""]
+    per_question = question_table(points)
+    if per_question:
+        lines += ["## Intervals over questions", "",
+                  "Each run on its own: the 95% percentile bootstrap interval of its selected epoch's number over "
+                  "its questions (forget questions resampled in pairs with the retain model's; each utility split "
+                  "on its own; unlearn/reporting/question_ci.py). It shows how finely one run measures, not how "
+                  "much a repeat would move.", "", *per_question, ""]
     failed = [r for p in points for r in p["runs"] if r["status"] not in ("done", "not run")]
     if failed:
         lines += ["Not collected:", "", *(f"- {r['name']}: {r['status']}" for r in failed), ""]

@@ -3,10 +3,9 @@
 Used by ``compare`` (error bars for runs that differ only in their seed) and by the sweep's
 ``results.json`` / ``results.md`` (``unlearn.experiments.collect``). Torch-free.
 
-What the interval is over: the seeds. A run folder keeps each evaluated epoch's summary numbers
-(``summary.json``), not the per-question values behind them (the forget split's truth ratios that
-forget quality's KS test reads), so a single run's forget quality cannot be resampled by question;
-the interval is the percentile bootstrap of the mean over the seeds' values. With n seeds there are
+What the interval is over: the seeds, the percentile bootstrap of the mean over the seeds' values: how
+much a number moves when the run is repeated. How finely one run measures its own number, resampling its
+questions, is :mod:`unlearn.reporting.question_ci`'s interval. With n seeds there are
 at most C(2n-1, n) distinct resample means (10 for n = 3), so a few seeds give a coarse, optimistic
 interval: read it beside n.
 """

@@ -37,6 +37,7 @@ from unlearn.models.loading import load_tokenizer
 from unlearn.models.policy import build_policy
 from unlearn.models.saving import save_model
 from unlearn.reference.setup import build_reference
+from unlearn.reporting.question_ci import SELECTED_EVAL
 from unlearn.reporting.summary import format_fit_summary, format_summary
 from unlearn.training.assets import Assets, resolve_assets
 from unlearn.training.checkpoints import CHECKPOINT_DIR, last_checkpoint
@@ -97,7 +98,7 @@ def fit_evaluation(cfg: Config, assets: Assets, tokenizer, run_dir: Path) -> Fit
     return setup_fit_evaluation(evaluator, retain, cfg.eval.every_n_epochs, cfg.eval.num_logged_samples,
                                 cfg.eval.selection, cfg.eval.collapse_fraction, run_dir / "selected",
                                 lambda policy, out: save_model(policy, tokenizer, out, merge_lora=cfg.model.lora.merge),
-                                benchmark)
+                                benchmark, run_dir / SELECTED_EVAL)
 
 
 def fit(cfg: Config) -> dict:
