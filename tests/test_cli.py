@@ -46,6 +46,8 @@ def test_fit_writes_a_complete_run_folder(run):
     assert intervals["forget quality"]["value"] == summary["evaluation"]["unlearned"]["forget/forget_quality"]
     low, high = intervals["model utility"]["ci"]
     assert 0 <= low <= intervals["model utility"]["value"] <= high <= 1
+    assert summary["evaluation"]["question_ci"] == json.loads(json.dumps(intervals))  # also in summary.json
+    assert "95% intervals over the questions" in (run_dir / "summary.md").read_text()
 
 
 def test_builtin_models_are_cached_and_reused(run, capsys):

@@ -29,7 +29,7 @@ from unlearn.names import format_number
 from unlearn.reporting.compare import (UTILITY_FLOOR, best_within_utility, compare, load_run, run_benchmark,
                                        selected_epoch)
 from unlearn.reporting.display import Display, display_of
-from unlearn.reporting.question_ci import SELECTED_EVAL, question_intervals, read_selected_eval
+from unlearn.reporting.question_ci import run_intervals
 from unlearn.reporting.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL, describe, format_stat
 
 STATISTICS = {"mean": "arithmetic mean over the seeds' runs", "sd": "sample standard deviation over seeds (ddof=1); "
@@ -138,14 +138,7 @@ def collect_points(sweep: SweepFile, runs: list[Run], out: Path) -> list[dict]:
 def _question_ci(folder: Path, summary: dict) -> dict:
     """``{"question_ci": ...}``: the run's intervals over questions (:mod:`unlearn.reporting.question_ci`), when
     its folder has the selected epoch's per-question values; else nothing."""
-    payload = read_selected_eval(folder, summary["evaluation"].get("selected_epoch"))
-    if payload is None:
-        return {}
-    try:
-        intervals = question_intervals(payload)
-    except (KeyError, TypeError, ValueError) as err:  # a damaged or foreign file: the run's numbers still stand
-        print(f"[sweep] {folder / SELECTED_EVAL}: no intervals over questions ({err})")
-        return {}
+    intervals = run_intervals(folder, summary["evaluation"].get("selected_epoch"))
     return {"question_ci": intervals} if intervals else {}
 
 

@@ -22,6 +22,7 @@ interval as the measurement's resolution on this many questions.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ import numpy as np
 from unlearn.evaluation import metrics
 from unlearn.names import FORGET_QUALITY, MODEL_UTILITY
 from unlearn.reporting.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL
+
+log = logging.getLogger(__name__)
 
 SELECTED_EVAL = "eval_selected.json"  # in the run folder, written by fit's selection
 UTILITY_SPLITS = ("retain", "real_authors", "world_facts")  # unlearn.evaluation.results.UTILITY_SPLITS
@@ -115,3 +118,16 @@ def read_selected_eval(run_dir: str | Path, selected_epoch) -> dict | None:
     except (OSError, ValueError):
         return None
     return payload if isinstance(payload, dict) and payload.get("epoch") == selected_epoch else None
+
+
+def run_intervals(run_dir: str | Path, selected_epoch) -> dict[str, dict]:
+    """:func:`question_intervals` of a run folder's selected epoch; ``{}`` without a matching file, or with one
+    that cannot be read as TOFU's per-question values (said in a warning: the run's own numbers still stand)."""
+    payload = read_selected_eval(run_dir, selected_epoch)
+    if payload is None:
+        return {}
+    try:
+        return question_intervals(payload)
+    except (KeyError, TypeError, ValueError) as err:
+        log.warning("%s: no intervals over questions (%s)", Path(run_dir) / SELECTED_EVAL, err)
+        return {}

@@ -11,6 +11,7 @@ membership-inference AUCs, or MUSE's VerbMem, KnowMem and PrivLeak): the *target
 from __future__ import annotations
 
 from unlearn.evaluation.results import format_table
+from unlearn.names import format_number
 
 
 def format_fit_summary(summary: dict) -> str:
@@ -24,6 +25,12 @@ def format_fit_summary(summary: dict) -> str:
         lines.append(f"{reason}.")
     if summary["stopped_epoch"] is not None:
         lines.append(f"Stopped early: {summary['stop_reason']}.")
+    intervals = summary.get("question_ci") or {}
+    if intervals:
+        spans = [f"{name} [{format_number(stat['ci'][0], '.3g')}, {format_number(stat['ci'][1], '.3g')}]"
+                 for name, stat in intervals.items()]
+        lines.append(f"95% intervals over the questions (bootstrap; how finely this run measures, not how much a "
+                     f"repeat would move): {', '.join(spans)}.")
     return "\n".join(lines) + "\n"
 
 

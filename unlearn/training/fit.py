@@ -37,7 +37,7 @@ from unlearn.models.loading import load_tokenizer
 from unlearn.models.policy import build_policy
 from unlearn.models.saving import save_model
 from unlearn.reference.setup import build_reference
-from unlearn.reporting.question_ci import SELECTED_EVAL
+from unlearn.reporting.question_ci import SELECTED_EVAL, run_intervals
 from unlearn.reporting.summary import format_fit_summary, format_summary
 from unlearn.training.assets import Assets, resolve_assets
 from unlearn.training.checkpoints import CHECKPOINT_DIR, last_checkpoint
@@ -188,6 +188,7 @@ def _fit_in(cfg: Config, loss, run_dir: Path, start: float) -> dict:
         save = partial(save_model, merge_lora=m.lora.merge)
         if evaluation:
             evaluation.write_model(final, tokenizer, run_dir / "model", save)
+            summary["evaluation"]["question_ci"] = run_intervals(run_dir, eval_summary["selected_epoch"])
             atomic_write_text(run_dir / "summary.md", format_fit_summary(summary["evaluation"]))
         else:
             save(final, tokenizer, run_dir / "model")
