@@ -72,6 +72,22 @@ def test_attacked_seeds_show_mean_and_sd(tmp_path):
     assert "| npo (n=2) | relearn | 0.550 ± 0.071 | +0.300 ± 0.071 | 0.01 ± 0 |" in table
 
 
+def test_the_robustness_figure_has_the_mean_over_seeds_and_an_error_bar_of_their_sd():
+    from unlearn.reporting.display import display_of
+    from unlearn.reporting.robustness import robustness_figure
+
+    seeds = [{"robustness": headline(report(rouge))} for rouge in (0.5, 0.6)]
+    fig = robustness_figure({"npo": seeds, "ga": [{"robustness": headline(report(0.5))}]}, display_of("tofu"))
+    from matplotlib.container import BarContainer
+
+    relearn, quantize = [c for c in fig.axes[0].containers if isinstance(c, BarContainer)]
+    assert [round(bar.get_height(), 6) for bar in relearn] == [0.3, 0.25]  # beyond retain: mean of 0.25 and 0.35
+    (caps, (bars,)) = relearn.errorbar.lines[1:]
+    segments = bars.get_segments()
+    assert [round(seg[1][1] - seg[0][1], 6) for seg in segments] == [round(2 * 0.0707107, 6), 0.0]  # ± sd; one seed: 0
+    assert quantize.errorbar is None  # no retain baseline: no numbers to spread
+
+
 def test_runs_without_attacks_have_no_robustness_section_and_a_broken_report_is_refused(tmp_path):
     folder = write_run(tmp_path / "ga_run", "ga", history(), 1)
     assert "Robustness" not in compare([folder], tmp_path / "out")["table"].read_text()

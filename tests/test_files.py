@@ -210,3 +210,21 @@ def test_model_identity_of_a_hub_id_follows_the_cached_revision(monkeypatch):
     assert model_identity("org/not-cached") == {"id": "org/not-cached"}
     monkeypatch.setattr(identity, "_hub_revision", lambda model_id: "abc123")
     assert model_identity("org/model") == {"id": "org/model", "revision": "abc123"}
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "bf16-mixed"])
+def test_models_trained_at_lower_precision_get_their_own_cache_folder(tmp_path, precision):
+    # A bf16-true run once took the full-precision models' folder, and a later fp32 run unlearned bf16 weights.
+    from unlearn.config.schema import Config
+    from unlearn.training.assets import hazard_model_dir, muse_model_dir
+    from unlearn.training.finetune import builtin_model_dir, scratch_model_dir
+
+    def folders(value):
+        cfg = Config()
+        cfg.run.cache_dir = str(tmp_path)
+        if value is not None:
+            cfg.trainer.precision = value
+        return [builtin_model_dir(cfg), scratch_model_dir(cfg, tmp_path), muse_model_dir(cfg), hazard_model_dir(cfg)]
+
+    assert folders(None) == folders("32-true") == folders("32")  # full precision keeps the folders it always had
+    assert all(low != full for low, full in zip(folders(precision), folders(None)))

@@ -221,3 +221,16 @@ def test_ctrl_c_starts_no_further_run_and_says_how_to_continue(tmp_path):
 
     with pytest.raises(RunStoppedByUser):
         run_sweep(s, s.runs()[1:], tmp_path / "out2", launch=ctrl_c_here, resume=True)
+
+
+def test_models_trained_from_scratch_are_prepared_once_per_seed_before_the_runs(tmp_path, tofu_dir):
+    # Parallel runs of one seed would otherwise each train the same models into one cache folder at once.
+    s = sweep_of(tmp_path, seeds=[1, 2], axes={"loss.name": ["ga", "npo"]},
+                 base={"configs": ["experiment/tofu_scratch"],
+                       "overrides": ["trainer.accelerator=cpu", f"data.path={tofu_dir}"]})
+    fake = FakeFit()
+    run_sweep(s, s.runs(), tmp_path / "out", jobs=2, launch=fake)
+    kinds = [(c[3], dict(a.split("=", 1) for a in c if "=" in a and not a.startswith("-"))["run.seed"])
+             for c in fake.commands]
+    assert kinds[:2] == [("finetune", "1"), ("finetune", "2")]
+    assert sorted(kinds[2:]) == [("fit", "1"), ("fit", "1"), ("fit", "2"), ("fit", "2")]

@@ -52,7 +52,7 @@ PRESETS = {
     "tiny": Preset(8192, 64, 2, 2, 128, 4, 32, 8),
     # Small enough to run in about a minute on 2 CPU cores.
     "cpu": Preset(4096, 256, 4, 4, 1024, 8, 128, 48),
-    # About 300M parameters: the sizes at which a GPU is busy rather than waiting on launches.
+    # About 400M parameters: the sizes at which a GPU is busy rather than waiting on launches.
     "gpu": Preset(32000, 1024, 20, 16, 4096, 8, 512, 128),
 }
 

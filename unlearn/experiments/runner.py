@@ -90,21 +90,28 @@ def unfinished(out: Path, runs: list[Run]) -> list[Run]:
 
 def prepare_models(sweep: SweepFile, runs: list[Run], out: Path, extra: list[str], env: dict,
                    launch: Launch | None = None) -> int:
-    """Train (or find cached) the built-in target and retain models of ``runs``, one model set at a time.
+    """Train (or find cached) the built-in target and retain models of ``runs``, one model set at a time: those of
+    the built-in benchmark and those trained from scratch on TOFU-format files (``model.from_scratch``).
 
     Runs on a user's models (``model.path``) need nothing. Returns how many ``finetune`` commands ran.
 
     Raises:
         SweepRunError: a ``finetune`` failed (its log is named).
     """
-    from unlearn.training.finetune import builtin_model_dir
+    from unlearn.training.finetune import builtin_model_dir, scratch_model_dir
 
     launch = launch or launch_logged
     needed: dict[tuple, Run] = {}
     for run in runs:
         cfg = load_run_config(sweep, run, extra)
-        if cfg.model.path is None and cfg.data.source == "builtin":
+        if cfg.model.path is not None:
+            continue
+        # Models that `fit` would otherwise train on first use: trained here, once, so that parallel runs of one
+        # seed never train the same models into the same cache folder at once.
+        if cfg.data.source == "builtin":
             needed.setdefault((str(builtin_model_dir(cfg)), cfg.data.forget_split), run)
+        elif cfg.model.from_scratch and cfg.data.source == "tofu":
+            needed.setdefault((str(scratch_model_dir(cfg, cfg.data.path)), cfg.data.forget_split), run)
     for i, ((folder, split), run) in enumerate(needed.items()):
         command = [sys.executable, "-m", "unlearn", "finetune", *run_args(sweep, run, extra),
                    "trainer.enable_progress_bar=false"]

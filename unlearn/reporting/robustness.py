@@ -102,7 +102,8 @@ def robustness_notes(display: Display) -> str:
 
 
 def robustness_figure(runs: dict[str, dict | list[dict]], display: Display):
-    """Grouped bars: per run, each attack's change of the forget measure beyond the retain model's (mean over seeds).
+    """Grouped bars: per run, each attack's change of the forget measure beyond the retain model's: the mean over
+    seeds, with the standard deviation as an error bar where a setting has two or more.
 
     Returns:
         A :class:`matplotlib.figure.Figure`, or None when no run was attacked.
@@ -120,12 +121,14 @@ def robustness_figure(runs: dict[str, dict | list[dict]], display: Display):
     ax = fig.subplots()
     width = 0.8 / len(attacks)
     for j, attack in enumerate(attacks):
-        heights = []
+        heights, sds = [], []
         for ns in numbers.values():
-            values = [n.get(f"attack/{attack}/{key}") for n in ns]
-            values = [v for v in values if v is not None]
-            heights.append(sum(values) / len(values) if values else 0.0)
-        ax.bar([i + (j - (len(attacks) - 1) / 2) * width for i in range(len(numbers))], heights, width, label=attack)
+            mean, sd, _ = mean_sd(n.get(f"attack/{attack}/{key}") for n in ns)
+            heights.append(mean if mean is not None else 0.0)
+            sds.append(sd or 0.0)
+        xs = [i + (j - (len(attacks) - 1) / 2) * width for i in range(len(numbers))]
+        ax.bar(xs, heights, width, label=attack, yerr=sds if any(sds) else None, capsize=3,
+               error_kw={"elinewidth": 0.8, "ecolor": "0.3"})
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(numbers)), list(numbers), rotation=20, ha="right")
     ax.set_ylabel(f"{display.attack_forget.title}: change beyond retain")

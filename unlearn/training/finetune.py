@@ -78,12 +78,20 @@ def finetune_rows(source: Path, split: str, builtin: bool) -> list[dict]:
     return rows
 
 
+def trained_precision(cfg: Config) -> dict:
+    """The part of a built-in model's cache key that ``trainer.precision`` makes: nothing at full precision (so
+    the models cached before it was keyed keep their folders), else the precision, since models trained in
+    ``bf16-true`` or ``bf16-mixed`` have other weights and must not be taken for full-precision ones."""
+    return {} if str(cfg.trainer.precision) in ("32-true", "32") else {"precision": str(cfg.trainer.precision)}
+
+
 def builtin_model_dir(cfg: Config) -> Path:
     """Cache folder of the built-in models, keyed by everything that changes their weights."""
     key = stable_json({"data": asdict(cfg.data.builtin), "model": asdict(cfg.model.builtin),
                        "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format,
                        "max_length": cfg.data.max_length, "seed": cfg.run.seed,
-                       "tokenizer_texts": "with-holdout"})  # models whose tokenizer never saw the holdout stay apart
+                       "tokenizer_texts": "with-holdout",  # models whose tokenizer never saw the holdout stay apart
+                       **trained_precision(cfg)})
     return Path(cfg.run.cache_dir).expanduser() / "models" / f"builtin-{short_hash(key, length=12)}"
 
 
@@ -92,7 +100,7 @@ def scratch_model_dir(cfg: Config, source: Path | str) -> Path:
     its files and everything else that changes their weights."""
     key = stable_json({"data": _data_identity(source), "model": asdict(cfg.model.builtin),
                        "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format,
-                       "max_length": cfg.data.max_length, "seed": cfg.run.seed})
+                       "max_length": cfg.data.max_length, "seed": cfg.run.seed, **trained_precision(cfg)})
     name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(str(source).rstrip("/")).name)
     return Path(cfg.run.cache_dir).expanduser() / "models" / f"scratch-{name or 'data'}-{short_hash(key, length=12)}"
 
