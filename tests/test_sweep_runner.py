@@ -234,3 +234,13 @@ def test_models_trained_from_scratch_are_prepared_once_per_seed_before_the_runs(
              for c in fake.commands]
     assert kinds[:2] == [("finetune", "1"), ("finetune", "2")]
     assert sorted(kinds[2:]) == [("fit", "1"), ("fit", "1"), ("fit", "2"), ("fit", "2")]
+
+
+@pytest.mark.parametrize("data", ["muse_builtin", "hazard_builtin"])
+def test_the_other_built_in_benchmarks_models_are_prepared_once_per_seed(tmp_path, data):
+    s = sweep_of(tmp_path, seeds=[1, 2], axes={"loss.name": ["ga", "npo"]},
+                 base={"configs": [], "overrides": ["trainer.accelerator=cpu", f"data={data}"]})
+    fake = FakeFit()
+    run_sweep(s, s.runs(), tmp_path / "out", jobs=2, launch=fake)
+    assert [c[3] for c in fake.commands] == ["finetune", "finetune", "fit", "fit", "fit", "fit"]
+    assert all(f"data={data}" in c for c in fake.commands[:2])

@@ -91,13 +91,15 @@ def unfinished(out: Path, runs: list[Run]) -> list[Run]:
 def prepare_models(sweep: SweepFile, runs: list[Run], out: Path, extra: list[str], env: dict,
                    launch: Launch | None = None) -> int:
     """Train (or find cached) the built-in target and retain models of ``runs``, one model set at a time: those of
-    the built-in benchmark and those trained from scratch on TOFU-format files (``model.from_scratch``).
+    the built-in benchmarks (TOFU-format, MUSE-format, WMDP stand-in) and those trained from scratch on TOFU-format
+    files (``model.from_scratch``).
 
     Runs on a user's models (``model.path``) need nothing. Returns how many ``finetune`` commands ran.
 
     Raises:
         SweepRunError: a ``finetune`` failed (its log is named).
     """
+    from unlearn.training.assets import hazard_model_dir, muse_model_dir
     from unlearn.training.finetune import builtin_model_dir, scratch_model_dir
 
     launch = launch or launch_logged
@@ -112,6 +114,10 @@ def prepare_models(sweep: SweepFile, runs: list[Run], out: Path, extra: list[str
             needed.setdefault((str(builtin_model_dir(cfg)), cfg.data.forget_split), run)
         elif cfg.model.from_scratch and cfg.data.source == "tofu":
             needed.setdefault((str(scratch_model_dir(cfg, cfg.data.path)), cfg.data.forget_split), run)
+        elif cfg.data.source == "muse_builtin":
+            needed.setdefault((str(muse_model_dir(cfg)), cfg.data.forget_split), run)
+        elif cfg.data.source == "hazard_builtin":
+            needed.setdefault((str(hazard_model_dir(cfg)), cfg.data.forget_split), run)
     for i, ((folder, split), run) in enumerate(needed.items()):
         command = [sys.executable, "-m", "unlearn", "finetune", *run_args(sweep, run, extra),
                    "trainer.enable_progress_bar=false"]
