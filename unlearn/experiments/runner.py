@@ -99,25 +99,17 @@ def prepare_models(sweep: SweepFile, runs: list[Run], out: Path, extra: list[str
     Raises:
         SweepRunError: a ``finetune`` failed (its log is named).
     """
-    from unlearn.training.assets import hazard_model_dir, muse_model_dir
-    from unlearn.training.finetune import builtin_model_dir, scratch_model_dir
+    from unlearn.training.assets import trained_models_dir
 
     launch = launch or launch_logged
     needed: dict[tuple, Run] = {}
     for run in runs:
-        cfg = load_run_config(sweep, run, extra)
-        if cfg.model.path is not None:
-            continue
         # Models that `fit` would otherwise train on first use: trained here, once, so that parallel runs of one
         # seed never train the same models into the same cache folder at once.
-        if cfg.data.source == "builtin":
-            needed.setdefault((str(builtin_model_dir(cfg)), cfg.data.forget_split), run)
-        elif cfg.model.from_scratch and cfg.data.source == "tofu":
-            needed.setdefault((str(scratch_model_dir(cfg, cfg.data.path)), cfg.data.forget_split), run)
-        elif cfg.data.source == "muse_builtin":
-            needed.setdefault((str(muse_model_dir(cfg)), cfg.data.forget_split), run)
-        elif cfg.data.source == "hazard_builtin":
-            needed.setdefault((str(hazard_model_dir(cfg)), cfg.data.forget_split), run)
+        cfg = load_run_config(sweep, run, extra)
+        folder = trained_models_dir(cfg)
+        if folder is not None:
+            needed.setdefault((str(folder), cfg.data.forget_split), run)
     for i, ((folder, split), run) in enumerate(needed.items()):
         command = [sys.executable, "-m", "unlearn", "finetune", *run_args(sweep, run, extra),
                    "trainer.enable_progress_bar=false"]

@@ -114,6 +114,24 @@ def resolve_assets(cfg: Config) -> Assets:
     return Assets(source, str(models["target"]), cfg.model.retain_path or str(models["retain"]))
 
 
+def trained_models_dir(cfg: Config) -> Path | None:
+    """The cache folder of the target and retain models that :func:`resolve_assets` trains on first use for
+    ``cfg`` (the built-in benchmarks' and ``model.from_scratch``'s), or None when it trains none (``model.path``)."""
+    if cfg.model.path is not None:
+        return None
+    from unlearn.training.finetune import builtin_model_dir, scratch_model_dir
+
+    if cfg.data.source == "builtin":
+        return builtin_model_dir(cfg)
+    if cfg.model.from_scratch and cfg.data.source == "tofu":
+        return scratch_model_dir(cfg, cfg.data.path)
+    if cfg.data.source == "muse_builtin":
+        return muse_model_dir(cfg)
+    if cfg.data.source == "hazard_builtin":
+        return hazard_model_dir(cfg)
+    return None
+
+
 def _from_scratch(cfg: Config, source) -> Assets:
     """``model.from_scratch``: target and retain models of the built-in architecture trained on TOFU-format files."""
     from unlearn.training.finetune import finetune
