@@ -11,6 +11,7 @@ def test_mean_and_sample_sd_drop_what_is_not_a_finite_number():
     # [1, 2, 3, 4]: mean 2.5, squared deviations 2.25 + 0.25 + 0.25 + 2.25 = 5, sd = sqrt(5 / 3) (ddof = 1).
     assert mean_sd([1, 2, None, 3, math.nan, 4, True]) == pytest.approx((2.5, math.sqrt(5 / 3), 4))
     assert mean_sd([0.7]) == (0.7, None, 1)
+    assert mean_sd([0.8, 0.8, 0.8])[1] == 0.0  # exactly: numpy's std leaves 1.4e-16, which a table would print
     assert mean_sd([None, math.inf]) == (None, None, 0)
 
 

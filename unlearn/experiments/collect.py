@@ -9,8 +9,10 @@ The metrics are
 named in the words of the runs' benchmark (:mod:`unlearn.reporting.display`): TOFU's forget quality
 and model utility (and the membership-inference AUCs of LOSS and Min-K% when the runs have them),
 MUSE's VerbMem, KnowMem forget and retain and PrivLeak, or multiple choice's forget and general
-accuracy. Each group's finished runs are also drawn by ``compare`` into ``<out>/compare/<group>/``
-(error bars where a setting has several seeds), and the file's ``overview`` into ``<out>/overview.md``.
+accuracy. The file's ``report`` adds the seeds its spread asks for and chosen settings epoch by
+epoch (:mod:`unlearn.experiments.report`). Each group's finished runs are also drawn by ``compare``
+into ``<out>/compare/<group>/`` (error bars where a setting has several seeds), and the file's
+``overview`` into ``<out>/overview.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from unlearn.errors import UnlearnError
 from unlearn.experiments.overview import best_metric, write_overview
+from unlearn.experiments.report import report_sections
 from unlearn.experiments.runner import run_dir
 from unlearn.experiments.runs import is_finished
 from unlearn.experiments.sweep_file import Run, SweepFile
@@ -203,8 +206,9 @@ def group_table(points: list[dict]) -> list[str]:
     return lines
 
 
-def results_markdown(sweep: SweepFile, points: list[dict]) -> str:
-    """Markdown: one table per group, a row per setting, each number mean ± sd over its seeds."""
+def results_markdown(sweep: SweepFile, points: list[dict], extra: list[str] = ()) -> str:
+    """Markdown: one table per group, a row per setting, each number mean ± sd over its seeds; then ``extra``
+    (the sections the file's ``report`` asks for) and each run's intervals over its questions."""
     seeds = (f"seeds {', '.join(map(str, sweep.seeds))}, each setting {', '.join(sweep.seed_keys)}" if sweep.seeds
              else "one run per setting (no seeds)")
     benchmarks = list(dict.fromkeys(p["benchmark"] for p in points if p.get("benchmark"))) or ["tofu"]
@@ -219,6 +223,7 @@ def results_markdown(sweep: SweepFile, points: list[dict]) -> str:
              f"Numbers are those of each run's selected epoch (its saved model); {reading}", ""]
     for group in dict.fromkeys(p["group"] for p in points):
         lines += [f"## {group}", "", *group_table([p for p in points if p["group"] == group]), ""]
+    lines += extra
     per_question = question_table(points)
     if per_question:
         lines += ["## Intervals over questions", "",
@@ -244,7 +249,8 @@ def collect(sweep: SweepFile, runs: list[Run], out: str | Path, compare_groups: 
                "statistics": STATISTICS, "points": points}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
-    atomic_write_text(out / "results.md", results_markdown(sweep, points))
+    extra = report_sections(sweep, runs, out, points, shown_for(points))
+    atomic_write_text(out / "results.md", results_markdown(sweep, points, extra))
     if compare_groups:
         for group in dict.fromkeys(r.group for r in runs):
             finished = [run_dir(out, r) for r in runs if r.group == group and is_finished(run_dir(out, r))]

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from unlearn.errors import ConfigError, RunFolderError
+from unlearn.experiments.report import check_report
 from unlearn.experiments.sweep_file import check_requirements, load_sweep, select
 
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     add_run_flags(parser)
     args = parser.parse_intermixed_args(argv)  # key=value may follow the flags
     sweep = load_sweep(args.file, parse_seeds(args.seeds))
+    check_report(sweep)  # a mistake in the report's keys stops the sweep before it runs, not after
     out = Path(args.out) if args.out else default_out(sweep.name)
     if args.dry_run:
         from unlearn.experiments.runner import fit_command, load_run_config

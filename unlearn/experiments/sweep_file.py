@@ -19,6 +19,7 @@ A sweep file (``configs/sweep/*.yaml``; docs/reproduce.md has the whole format):
       - when: {loss: npo}
         axes: {loss.beta: [0.05, 0.1]}    # swept for these runs only (a per-method axis)
     requires: gpu                         # optional: refused where torch sees no GPU (check_requirements)
+    report: {seeds_needed: {model utility: 0.03}}   # optional sections of results.md (experiments/report.py)
 
 Instead of top-level ``set``/``axes``/``cases``, ``groups`` maps group names to blocks of those
 three keys (plus an optional ``name`` template); their runs are concatenated. An axis value may be
@@ -46,7 +47,7 @@ import yaml
 from unlearn.errors import ConfigError
 
 TOP_KEYS = {"description", "base", "seeds", "seed_keys", "env", "set", "axes", "cases", "groups", "overview",
-            "requires"}
+            "requires", "report"}
 BLOCK_KEYS = {"set", "axes", "cases", "name"}
 CASE_KEYS = {"when", "set", "axes"}
 DEFAULT_SEED_KEYS = ("run.seed", "data.seed")
@@ -135,6 +136,7 @@ class SweepFile:
     groups: dict[str, Block] = field(default_factory=dict)
     overview: dict | None = None
     requires: tuple[str, ...] = ()  # `requires: gpu`: checked by check_requirements before anything runs
+    report: dict | None = None  # further sections of results.md: checked by experiments.report.check_report
 
     def runs(self) -> list[Run]:
         """Every run, group by group, each setting once per seed (seeds innermost)."""
@@ -214,8 +216,7 @@ def _mapping(value: Any, what: str, origin: Path) -> dict:
 def _block(data: dict, where: str, origin: Path) -> Block:
     unknown = set(data) - BLOCK_KEYS
     if unknown:
-        raise SweepFileError(f"{origin}: unknown key(s) {sorted(unknown)} in {where}; a group has "
-                             f"{sorted(BLOCK_KEYS)}.")
+        raise SweepFileError(f"{origin}: unknown keys {sorted(unknown)} in {where}; a group has {sorted(BLOCK_KEYS)}.")
     axes = _mapping(data.get("axes"), f"'axes' of {where}", origin)
     cases = data.get("cases") or []
     if not isinstance(cases, list):
@@ -275,7 +276,7 @@ def parse_sweep(data: dict, path: Path, seeds: list[int] | None = None) -> Sweep
                      tuple(base.get("configs") or ()), tuple(text(o) for o in base.get("overrides") or ()),
                      tuple(seeds) if seeds else None, tuple(data.get("seed_keys") or DEFAULT_SEED_KEYS),
                      {str(k): text(v) for k, v in _mapping(data.get("env"), "'env'", path).items()}, blocks,
-                     data.get("overview"), requirements(data.get("requires"), path))
+                     data.get("overview"), requirements(data.get("requires"), path), data.get("report"))
 
 
 def load_sweep(name: str, seeds: list[int] | None = None) -> SweepFile:

@@ -36,12 +36,14 @@ def finite(values: Iterable) -> list[float]:
 def mean_sd(values: Iterable) -> tuple[float | None, float | None, int]:
     """``(mean, sd, n)`` of the finite values; sd is the sample standard deviation (ddof = 1).
 
-    ``sd`` is None with fewer than two values and ``mean`` None with none.
+    ``sd`` is None with fewer than two values and ``mean`` None with none; equal values have sd 0 exactly (numpy
+    leaves a rounding residue such as 1.4e-16 for three 0.8s, which a table would print).
     """
     xs = finite(values)
     if not xs:
         return None, None, 0
-    return float(np.mean(xs)), (float(np.std(xs, ddof=1)) if len(xs) > 1 else None), len(xs)
+    sd = (0.0 if min(xs) == max(xs) else float(np.std(xs, ddof=1))) if len(xs) > 1 else None
+    return float(np.mean(xs)), sd, len(xs)
 
 
 def bootstrap_ci(values: Iterable, resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL,
