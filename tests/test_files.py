@@ -228,3 +228,24 @@ def test_models_trained_at_lower_precision_get_their_own_cache_folder(tmp_path, 
 
     assert folders(None) == folders("32-true") == folders("32")  # full precision keeps the folders it always had
     assert all(low != full for low, full in zip(folders(precision), folders(None)))
+
+
+def test_models_trained_on_a_gpu_get_their_own_cache_folder(tmp_path, monkeypatch):
+    # The same seed's fp32 TOFU target from scratch scored utility 0.453 on a CPU and 0.396 on a GPU: one cache
+    # shared between machines must not hand either for the other.
+    import torch
+
+    from unlearn.config.schema import Config
+    from unlearn.training.assets import hazard_model_dir, muse_model_dir
+    from unlearn.training.finetune import builtin_model_dir, scratch_model_dir, training_device
+
+    def folders(accelerator):
+        cfg = Config()
+        cfg.run.cache_dir, cfg.trainer.accelerator = str(tmp_path), accelerator
+        return [builtin_model_dir(cfg), scratch_model_dir(cfg, tmp_path), muse_model_dir(cfg), hazard_model_dir(cfg)]
+
+    on_cpu = folders("auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert training_device("auto") == training_device("gpu") == "cuda" and training_device("cpu") == "cpu"
+    assert folders("cpu") == on_cpu  # asked for the CPU, trained there: the CPU's folders
+    assert all(gpu != cpu for gpu, cpu in zip(folders("auto"), on_cpu))

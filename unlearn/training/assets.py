@@ -17,7 +17,6 @@ from pathlib import Path
 from unlearn.config.schema import Config
 from unlearn.data.sources import builtin_benchmark_dir, is_local
 from unlearn.errors import ConfigError
-from unlearn.identity import short_hash, stable_json
 from unlearn.names import TOFU_HUB_ID
 
 log = logging.getLogger(__name__)
@@ -149,12 +148,9 @@ def muse_model_dir(cfg: Config) -> Path:
     """Cache folder of the MUSE-format built-in models, keyed by everything that changes their weights
     (the generator's version too: a new benchmark is never paired with models of the old one)."""
     from unlearn.data.muse_synthetic import GENERATOR_VERSION
-    from unlearn.training.finetune import trained_precision
+    from unlearn.training.finetune import model_cache_dir
 
-    key = stable_json({"data": asdict(cfg.data.muse_builtin), "model": asdict(cfg.model.builtin),
-                       "finetune": asdict(cfg.finetune), "max_length": cfg.data.max_length, "seed": cfg.run.seed,
-                       "version": GENERATOR_VERSION, **trained_precision(cfg)})
-    return Path(cfg.run.cache_dir).expanduser() / "models" / f"muse-builtin-{short_hash(key, length=12)}"
+    return model_cache_dir(cfg, "muse-builtin", {"data": asdict(cfg.data.muse_builtin), "version": GENERATOR_VERSION})
 
 
 def muse_examples(source: Path, role: str, tokenizer, max_length: int) -> list:
@@ -198,12 +194,10 @@ def finetune_muse_builtin(cfg: Config, source: Path) -> dict[str, Path]:
 def hazard_model_dir(cfg: Config) -> Path:
     """Cache folder of the WMDP stand-in's built-in models, keyed by everything that changes their weights:
     the spec, the question style they learn (``eval.choice_style``), the model, the fine-tuning settings."""
-    from unlearn.training.finetune import trained_precision
+    from unlearn.training.finetune import model_cache_dir
 
-    key = stable_json({"data": asdict(cfg.data.hazard_builtin), "style": cfg.eval.choice_style,
-                       "model": asdict(cfg.model.builtin), "finetune": asdict(cfg.finetune),
-                       "max_length": cfg.data.max_length, "seed": cfg.run.seed, **trained_precision(cfg)})
-    return Path(cfg.run.cache_dir).expanduser() / "models" / f"hazard-builtin-{short_hash(key, length=12)}"
+    return model_cache_dir(cfg, "hazard-builtin", {"data": asdict(cfg.data.hazard_builtin),
+                                                   "style": cfg.eval.choice_style})
 
 
 def finetune_hazard_builtin(cfg: Config, source: Path) -> dict[str, Path]:

@@ -78,31 +78,49 @@ def finetune_rows(source: Path, split: str, builtin: bool) -> list[dict]:
     return rows
 
 
-def trained_precision(cfg: Config) -> dict:
-    """The part of a built-in model's cache key that ``trainer.precision`` makes: nothing at full precision (so
-    the models cached before it was keyed keep their folders), else the precision, since models trained in
-    ``bf16-true`` or ``bf16-mixed`` have other weights and must not be taken for full-precision ones."""
-    return {} if str(cfg.trainer.precision) in ("32-true", "32") else {"precision": str(cfg.trainer.precision)}
+def trained_on(cfg: Config) -> dict:
+    """The part of a built-in model's cache key that the machine makes: nothing on the CPU at full precision (so the
+    models cached before it was keyed keep their folders), else the precision and the device. Models trained in
+    ``bf16-true`` or ``bf16-mixed``, or on a GPU, have other weights: the same seed's fp32 TOFU target from scratch
+    had model utility 0.453 on a CPU and 0.396 on an H200, and neither must be taken for the other."""
+    precision = str(cfg.trainer.precision)
+    device = training_device(cfg.trainer.accelerator)
+    return {**({} if precision in ("32-true", "32") else {"precision": precision}),
+            **({} if device == "cpu" else {"device": device})}
+
+
+def training_device(accelerator: str) -> str:
+    """The device Lightning trains on for ``trainer.accelerator``: ``cuda``, ``mps`` or ``cpu`` (``auto`` takes a
+    GPU when torch sees one)."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "cuda"
+    if accelerator in ("auto", "gpu", "mps") and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def model_cache_dir(cfg: Config, prefix: str, identity: dict) -> Path:
+    """``<run.cache_dir>/models/<prefix>-<hash>``: the folder of built-in models trained from ``identity`` (the data
+    they learn, in the words of each benchmark) with what every built-in model's weights depend on: the
+    architecture, ``finetune.*``, ``data.max_length``, ``run.seed``, and :func:`trained_on`."""
+    key = {**identity, "model": asdict(cfg.model.builtin), "finetune": asdict(cfg.finetune),
+           "max_length": cfg.data.max_length, "seed": cfg.run.seed, **trained_on(cfg)}
+    return Path(cfg.run.cache_dir).expanduser() / "models" / f"{prefix}-{short_hash(stable_json(key), length=12)}"
 
 
 def builtin_model_dir(cfg: Config) -> Path:
     """Cache folder of the built-in models, keyed by everything that changes their weights."""
-    key = stable_json({"data": asdict(cfg.data.builtin), "model": asdict(cfg.model.builtin),
-                       "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format,
-                       "max_length": cfg.data.max_length, "seed": cfg.run.seed,
-                       "tokenizer_texts": "with-holdout",  # models whose tokenizer never saw the holdout stay apart
-                       **trained_precision(cfg)})
-    return Path(cfg.run.cache_dir).expanduser() / "models" / f"builtin-{short_hash(key, length=12)}"
+    return model_cache_dir(cfg, "builtin", {
+        "data": asdict(cfg.data.builtin), "format": cfg.model.prompt_format,
+        "tokenizer_texts": "with-holdout"})  # models whose tokenizer never saw the holdout stay apart
 
 
 def scratch_model_dir(cfg: Config, source: Path | str) -> Path:
     """Cache folder of the models trained from scratch on a TOFU-format folder (``model.from_scratch``), keyed by
     its files and everything else that changes their weights."""
-    key = stable_json({"data": _data_identity(source), "model": asdict(cfg.model.builtin),
-                       "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format,
-                       "max_length": cfg.data.max_length, "seed": cfg.run.seed, **trained_precision(cfg)})
     name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(str(source).rstrip("/")).name)
-    return Path(cfg.run.cache_dir).expanduser() / "models" / f"scratch-{name or 'data'}-{short_hash(key, length=12)}"
+    return model_cache_dir(cfg, f"scratch-{name or 'data'}",
+                           {"data": _data_identity(source), "format": cfg.model.prompt_format})
 
 
 def check_finetune_inputs(cfg: Config, out: str | Path | None = None) -> None:
