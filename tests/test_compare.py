@@ -50,7 +50,7 @@ def test_compare_writes_the_table_and_a_readable_png(runs, tmp_path):
 
     paths = compare(runs, tmp_path / "out")
     table = paths["table"].read_text()
-    assert "| ga_run | ga | forget10 | 0.1 | 0.600 (0.80×) | 0.500 | 0.500 | 0.50 | 1 | 2: 0.6 / 0.100 | " \
+    assert "| ga_run | ga | forget10 | 0.1 | 0.600 (0.80×) | 0.500 | 0.500 | 0.50 | 0.50 | 1 | 2: 0.6 / 0.100 | " \
            "epoch 2 (collapse) |" in table
     assert "| npo_run | npo | forget10 | 0.4 | 0.730 (0.97×) |" in table
     # Best forget quality among epochs that kept 0.9x the starting utility: none for GA (0.80x, then 0.13x).
@@ -94,7 +94,7 @@ def test_table_reads_runs_made_before_fluency_was_measured(tmp_path):
         for key in FLUENCY_KEYS:
             del r[key]
     summary = json.loads((write_run(tmp_path / "old", "npo", history, 1) / "summary.json").read_text())
-    row = "| old | npo | forget10 | 0.2 | 0.700 (0.93×) | 0.500 | n/a | n/a | 1 |"
+    row = "| old | npo | forget10 | 0.2 | 0.700 (0.93×) | 0.500 | n/a | n/a | n/a | 1 |"
     assert row in comparison_table({"old": summary})
 
 

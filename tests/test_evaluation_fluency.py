@@ -1,9 +1,10 @@
-"""Fluency of generations (distinct-2, repetition loops) on fixed strings, worked by hand."""
+"""Fluency of generations (distinct-2, repetition loops, short answers) on fixed strings, worked by hand."""
 
 import numpy as np
 import pytest
 
-from unlearn.evaluation.fluency import distinct_n, fluency, has_loop, mean_distinct_n, repetition_rate, words
+from unlearn.evaluation.fluency import (distinct_n, fluency, has_loop, mean_distinct_n, repetition_rate,
+                                       short_answer_rate, words)
 from unlearn.evaluation.results import EvalResult, SplitResult
 from unlearn.names import FLUENCY_KEYS, SUMMARY_KEYS
 
@@ -54,8 +55,18 @@ def test_repetition_rate_and_split_fluency():
     texts = ["the the the the", "Alice was born in Paris.", "a b a b a b", "hello"]
     assert repetition_rate(texts) == 0.5  # 2 of 4 loop
     assert repetition_rate([]) == 0.0
-    # distinct-2: (1/3 + 1 + 2/5) / 3, "hello" left out.
-    assert fluency(texts) == {"distinct_2": pytest.approx((1 / 3 + 1 + 2 / 5) / 3), "repetition": 0.5}
+    # distinct-2: (1/3 + 1 + 2/5) / 3, "hello" left out; "hello" is the one short answer of 4.
+    assert fluency(texts) == {"distinct_2": pytest.approx((1 / 3 + 1 + 2 / 5) / 3), "repetition": 0.5,
+                              "short_answers": 0.25}
+
+
+def test_a_model_that_stopped_answering_is_not_read_as_fluent():
+    # A collapsed GA model's answers: empty, one word, one mark. Distinct-2 and repetition cannot see them
+    # (0 and 0: "no bigram" and "no loop"); the short-answer rate is 1.
+    silent = ["", "Paris", "!", "  "]
+    assert fluency(silent) == {"distinct_2": 0.0, "repetition": 0.0, "short_answers": 1.0}
+    assert short_answer_rate(["two words", "Paris.", "x"]) == pytest.approx(1 / 3)  # "Paris." is two: word, mark
+    assert short_answer_rate([]) == 0.0
 
 
 def test_eval_result_reports_fluency_per_split_outside_utility():
@@ -73,5 +84,6 @@ def test_eval_result_reports_fluency_per_split_outside_utility():
     assert values["forget/repetition"] == 0.5
     assert values["utility/retain_distinct_2"] == 1.0 and values["utility/retain_repetition"] == 0.0
     assert values["utility/real_authors_distinct_2"] == 0.0  # one-word answers have no bigram
+    assert values["utility/real_authors_short_answers"] == 1.0 and values["forget/short_answers"] == 0.0
     assert result.to_dict()["fluency"] == values
     assert set(result.summary()) == set(SUMMARY_KEYS)  # model utility's inputs are unchanged

@@ -159,7 +159,7 @@ def test_fluency_and_samples_keys():
     result = hand_result([1.0, 2.0], [1.5, 3.0], [0.5, 1.0], [2.0, 2.0])
     fluency = result.fluency()
     assert set(fluency) == {f"{key}_{figure}" for key in (VERBMEM, KNOWMEM_FORGET, KNOWMEM_RETAIN)
-                            for figure in ("distinct_2", "repetition")}
+                            for figure in ("distinct_2", "repetition", "short_answers")}
     assert all(is_fluency_key(key) for key in fluency)
     samples = result.samples()
     assert samples["verbmem_forget"][0] == ("prompt 0", "a b c d", "a c")

@@ -25,7 +25,8 @@ def test_metric_keys_are_the_logged_and_stored_names():
     assert metric_key("forget", "rouge_l") == "forget/rouge_l"
     assert metric_key("real_authors", "truth_ratio") == "utility/real_authors_truth_ratio"
     assert len(SUMMARY_KEYS) == len(set(SUMMARY_KEYS)) == 14 and SUMMARY_KEYS[:2] == (FORGET_QUALITY, MODEL_UTILITY)
-    assert FLUENCY_KEYS[:2] == ("forget/distinct_2", "forget/repetition") and len(FLUENCY_KEYS) == 8
+    assert FLUENCY_KEYS[:3] == ("forget/distinct_2", "forget/repetition", "forget/short_answers")
+    assert len(FLUENCY_KEYS) == 12
     assert SELECTION_RULES == ("forget_quality", "model_utility", "last")
 
 

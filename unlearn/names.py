@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 SPLITS = ("forget", "retain", "real_authors", "world_facts")
 FIGURES = ("probability", "rouge_l", "truth_ratio")  # each split's three reported numbers
-FLUENCY_FIGURES = ("distinct_2", "repetition")  # fluency of a split's greedy generations
+FLUENCY_FIGURES = ("distinct_2", "repetition", "short_answers")  # fluency of a split's greedy generations
 
 
 def metric_key(split: str, figure: str) -> str:

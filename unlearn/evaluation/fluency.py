@@ -12,6 +12,9 @@ on it; neither enters model utility, the harmonic mean of exactly 9 numbers (doc
   answers sharing a template ("X was born in ...") is not a fluency problem.
 - **repetition**: the fraction of generations that contain a repeated loop, a block of 1 to
   ``max_period`` words repeated ``min_repeats`` times or more back to back.
+- **short answers**: the fraction of generations with fewer than two words (empty, or one word or
+  mark). Neither measure above can see them: an empty answer has no bigram for distinct-2 and no
+  loop, so a model that has stopped answering would read as fluent without this third number.
 
 Words are runs of letters and digits, and each punctuation mark is a word of its own, so a
 collapsed model's ``"!!!!"`` is a loop of ``"!"``.
@@ -61,6 +64,12 @@ def repetition_rate(texts: Sequence[str], min_repeats: int = 3, max_period: int 
     return sum(has_loop(t, min_repeats, max_period) for t in texts) / len(texts) if texts else 0.0
 
 
+def short_answer_rate(texts: Sequence[str]) -> float:
+    """Fraction of texts with fewer than two words (:func:`words`); 0.0 for no texts."""
+    return sum(len(words(t)) < 2 for t in texts) / len(texts) if texts else 0.0
+
+
 def fluency(texts: Sequence[str]) -> dict[str, float]:
-    """``{"distinct_2": ..., "repetition": ...}`` of one split's generations."""
-    return {"distinct_2": mean_distinct_n(texts, 2), "repetition": repetition_rate(texts)}
+    """``{"distinct_2": ..., "repetition": ..., "short_answers": ...}`` of one split's generations."""
+    return {"distinct_2": mean_distinct_n(texts, 2), "repetition": repetition_rate(texts),
+            "short_answers": short_answer_rate(texts)}

@@ -145,7 +145,7 @@ class MuseResult:
         return out
 
     def fluency(self) -> dict[str, float]:
-        """Distinct-2 and repetition of each set's generations: ``forget/verbmem_distinct_2``..."""
+        """Distinct-2, repetition and short answers of each set's generations: ``forget/verbmem_distinct_2``..."""
         return {f"{key}_{figure}": value for name, key in GENERATION_SETS.items()
                 for figure, value in fluency(self.generations[name].generation).items()}
 

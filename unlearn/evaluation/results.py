@@ -137,7 +137,7 @@ class EvalResult:
         return out
 
     def fluency(self) -> dict[str, float]:
-        """Distinct-2 and repetition rate of each split's generations, keyed as :data:`FLUENCY_KEYS`."""
+        """Distinct-2, repetition and short-answer rates of each split's generations, keyed as :data:`FLUENCY_KEYS`."""
         return {metric_key(split, figure): value for split in SPLITS
                 for figure, value in fluency(self.splits[split].generation).items()}
 

@@ -86,6 +86,7 @@ _FQ = Measure("forget quality", FORGET_QUALITY, "g")
 _TOFU_ROUGE = Measure("forget ROUGE-L", TOFU_ROUGE_L)
 _TOFU_DISTINCT = Measure("forget distinct-2", metric_key("forget", "distinct_2"))
 _TOFU_REPETITION = Measure("forget repetition", metric_key("forget", "repetition"), ".2f")
+_TOFU_SHORT = Measure("forget short answers", metric_key("forget", "short_answers"), ".2f")
 _VERBMEM = Measure("VerbMem", VERBMEM, ".2f")
 _KNOWMEM_FORGET = Measure("KnowMem forget", KNOWMEM_FORGET, ".2f")
 _PRIVLEAK = Measure("PrivLeak", PRIVLEAK, ".2f")
@@ -94,14 +95,14 @@ _FORGET_ACCURACY = Measure("forget accuracy", FORGET_ACCURACY)
 DISPLAYS = {
     "tofu": Display(
         BENCHMARKS["tofu"], _FQ, Measure("model utility", MODEL_UTILITY), _FQ, ("FQ", "MU", "FQ"),
-        after=(_TOFU_ROUGE, _TOFU_DISTINCT, _TOFU_REPETITION),
+        after=(_TOFU_ROUGE, _TOFU_DISTINCT, _TOFU_REPETITION, _TOFU_SHORT),
         collected=(_TOFU_ROUGE, Measure("forget repetition", _TOFU_REPETITION.key)),
         optional=(_MIA_LOSS, _MIA_MIN_K),
         repetition=_TOFU_REPETITION, distinct=Measure("forget-split distinct-2", _TOFU_DISTINCT.key),
         forget_axis="forget quality (KS-test p-value, log)", utility_axis="model utility", log_forget=True,
         attack_forget=_TOFU_ROUGE, attack_quality=_FQ,
-        table_note="Fluency (distinct-2, repetition) is measured on the forget split's greedy generations and is not "
-                   "part of model utility. "),
+        table_note="Fluency (distinct-2, repetition, the share of answers under two words) is measured on the forget "
+                   "split's greedy generations and is not part of model utility. "),
     "muse": Display(
         BENCHMARKS["muse"], _VERBMEM, Measure("KnowMem retain", KNOWMEM_RETAIN, ".2f"), _PRIVLEAK,
         ("VerbMem", "KnowMem retain", "PrivLeak"),
