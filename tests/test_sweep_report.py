@@ -10,7 +10,7 @@ from tests.helpers import TINY_CONFIG
 from tests.test_sweep_runner import fake_summary
 from unlearn.cli import main
 from unlearn.experiments.collect import collect
-from unlearn.experiments.report import resolved_difference, seeds_for
+from unlearn.experiments.report import check_report, resolved_difference, seeds_for
 from unlearn.experiments.runner import run_dir
 from unlearn.experiments.sweep_file import SweepFileError, parse_sweep
 
@@ -81,13 +81,14 @@ def test_one_epoch_list_picks_the_columns_and_a_setting_without_runs_is_skipped(
     ({"seeds_needed": ["model utility"]}, "positive difference"),
     ({"history": {"epochs": [1]}}, "takes groups"),
     ({"history": {"groups": ["long"]}}, r"names group\(s\) \['long'\]"),
+    ({"history": {"groups": ["runs"], "epochs": 10}}, "epochs must be a list of int"),
+    ({"history": {"groups": "runs"}}, "groups must be a list of str"),
 ])
 def test_report_mistakes_stop_the_sweep_before_anything_runs(tmp_path, capsys, report, message):
     path = tmp_path / "mine.yaml"
     path.write_text(json.dumps({"base": {"configs": [TINY_CONFIG]}, "axes": {"loss.name": ["ga"]},
                                 "report": report}))
     with pytest.raises(SweepFileError, match=message):
-        from unlearn.experiments.report import check_report
         check_report(parse_sweep(json.loads(path.read_text()), path))
     assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
     assert "report" in capsys.readouterr().err and not (tmp_path / "out").exists()

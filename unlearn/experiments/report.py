@@ -57,6 +57,10 @@ def check_report(sweep: SweepFile) -> dict:
     if not isinstance(history, dict) or set(history) - HISTORY_KEYS or not history.get("groups") and history:
         raise SweepFileError(f"{where}.history takes groups (a list) and optionally epochs and metrics, "
                              f"got {history!r}.")
+    for key, kind in (("groups", str), ("epochs", int), ("metrics", str)):
+        value = history.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, kind) for v in value)):
+            raise SweepFileError(f"{where}.history.{key} must be a list of {kind.__name__} values, got {value!r}.")
     unknown = set(history.get("groups") or ()) - set(sweep.groups)
     if unknown:
         raise SweepFileError(f"{where}.history names group(s) {sorted(unknown)}; the file has {sorted(sweep.groups)}.")
