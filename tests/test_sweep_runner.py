@@ -11,7 +11,7 @@ from tests.helpers import TINY_CONFIG
 from unlearn.cli import main
 from unlearn.errors import ConfigError, RunFolderError
 from unlearn.experiments.collect import collect
-from unlearn.experiments.runner import fit_command, run_dir, run_sweep
+from unlearn.experiments.runner import fit_command, load_run_config, retain_warning, run_dir, run_sweep
 from unlearn.experiments.sweep_file import SweepFileError, parse_sweep, select
 from unlearn.names import FORGET_QUALITY, MODEL_UTILITY, SUMMARY_KEYS
 
@@ -244,3 +244,19 @@ def test_the_other_built_in_benchmarks_models_are_prepared_once_per_seed(tmp_pat
     run_sweep(s, s.runs(), tmp_path / "out", jobs=2, launch=fake)
     assert [c[3] for c in fake.commands] == ["finetune", "finetune", "fit", "fit", "fit", "fit"]
     assert all(f"data={data}" in c for c in fake.commands[:2])
+
+
+def test_runs_without_the_retain_model_their_number_needs_are_warned_about_before_they_start(tmp_path, capsys):
+    s = sweep_of(tmp_path, axes={"data.forget_split": ["forget05", "forget10"]}, cases=[
+        {"when": {"data.forget_split": "forget10"}, "set": {"model.retain_path": "org/retain90"}}])
+    extra = ["data.source=tofu", "model.path=org/target"]
+    configs = {r.name: load_run_config(s, r, extra) for r in s.runs()}
+    assert retain_warning(configs).startswith("[sweep] warning: 1 of 2 runs have no retain model")
+    assert "forget quality will be reported as unavailable (e.g. forget05)" in retain_warning(configs)
+    assert retain_warning({"forget10": configs["forget10"]}) is None
+    # The built-in benchmark trains its own retain model: nothing to warn about.
+    assert retain_warning({r.name: load_run_config(s, r) for r in s.runs()}) is None
+    path = tmp_path / "grid.yaml"
+    path.write_text(f"base: {{configs: [{TINY_CONFIG}]}}\naxes: {{data.forget_split: [forget05]}}\n")
+    assert main(["sweep", str(path), "--dry-run", *extra]) == 0
+    assert "1 of 1 runs have no retain model" in capsys.readouterr().out

@@ -63,6 +63,24 @@ def load_run_config(sweep: SweepFile, run: Run, extra: list[str] = ()):
         raise ConfigError(f"run {run.name} of sweep {sweep.path}: {err}") from err
 
 
+# The number each benchmark compares with a retain model: without one, every run reports it as unavailable.
+NEEDS_RETAIN = {"tofu": "forget quality", "muse": "PrivLeak"}
+
+
+def retain_warning(configs: dict[str, object]) -> str | None:
+    """A warning when runs on the user's models (``model.path``) have no ``model.retain_path`` on a benchmark whose
+    headline number needs one; ``configs`` maps run names to their configurations. The sweep would run them, and
+    hours of GPU time later every summary would say the number is unavailable."""
+    missing = {name: NEEDS_RETAIN[cfg.data.source] for name, cfg in configs.items()
+               if cfg.model.path and not cfg.model.retain_path and cfg.data.source in NEEDS_RETAIN}
+    if not missing:
+        return None
+    numbers = " and ".join(sorted(set(missing.values())))
+    return (f"[sweep] warning: {len(missing)} of {len(configs)} runs have no retain model (model.retain_path), so "
+            f"their {numbers} will be reported as unavailable (e.g. {next(iter(missing))}). Give each forget split's "
+            "retain model, as configs/sweep/tofu_llama2_7b.yaml does in its cases.")
+
+
 def launch_logged(command: list[str], log_path: Path, env: dict) -> int:
     """Run ``command`` with its output in ``log_path``; the exit status."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,8 +163,10 @@ def run_sweep(sweep: SweepFile, runs: list[Run], out: str | Path, extra: list[st
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
     todo = [r for r in runs if not is_finished(run_dir(out, r))]
-    for run in todo:
-        load_run_config(sweep, run, extra)  # every configuration before anything starts
+    configs = {run.name: load_run_config(sweep, run, extra) for run in todo}  # every one before anything starts
+    warning = retain_warning(configs)
+    if warning:
+        print(warning, flush=True)
     stopped = unfinished(out, todo)
     if stopped and not resume:
         names = ", ".join(str(run_dir(out, r)) for r in stopped)

@@ -87,11 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     check_report(sweep)  # a mistake in the report's keys stops the sweep before it runs, not after
     out = Path(args.out) if args.out else default_out(sweep.name)
     if args.dry_run:
-        from unlearn.experiments.runner import fit_command, load_run_config
+        from unlearn.experiments.runner import fit_command, load_run_config, retain_warning
 
+        configs = {}
         for run in select(sweep.runs(), args.only):
-            load_run_config(sweep, run, args.overrides)
+            configs[run.name] = load_run_config(sweep, run, args.overrides)
             print(f"[{run.group}] {shlex.join(fit_command(sweep, run, out, args.overrides)[1:])}")
+        warning = retain_warning(configs)
+        if warning:
+            print(warning)
         return 0
     if not args.collect:  # finished runs can be collected anywhere; new ones need what the file requires
         check_requirements(sweep.requires, f"Sweep {sweep.name} ({sweep.path})", "Run it on a machine with a CUDA GPU.")
