@@ -48,7 +48,11 @@ def test_paper_grid_is_every_strategy_on_three_splits_at_its_paper_settings():
 def test_one_grid_run_by_hand_equals_the_sweeps():
     grid = load_sweep("tofu_paper_grid")
     (run,) = select(grid.runs(), ["npo_forget05"])
-    by_hand = load_config(["experiment/tofu_llama2"], ["loss=npo", "data.forget_split=forget05"])
+    # The grid adds the NPO code's evaluation of forget quality: the first 300 questions, against its retain log.
+    log = "negative-preference-optimization/TOFU/data/retain95_llama_wd0.01/eval_results/ds_size300/" \
+          "eval_log_aggregated.json"
+    by_hand = load_config(["experiment/tofu_llama2"], ["loss=npo", "data.forget_split=forget05", "eval.max_rows=300",
+                                                        f"model.retain_path={log}"])
     assert load_run_config(grid, run) == by_hand
 
 

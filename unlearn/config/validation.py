@@ -125,6 +125,10 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.model.system_prompt is not None and cfg.model.prompt_format != "chat_template":
         raise ConfigError(f"model.system_prompt needs model.prompt_format=chat_template (a system turn in the "
                           f"tokenizer's template); prompt_format={cfg.model.prompt_format} has none. Drop one of them.")
+    if str(cfg.model.retain_path or "").endswith(".json") and cfg.data.source not in ("tofu", "builtin"):
+        raise ConfigError(f"model.retain_path={cfg.model.retain_path} is a TOFU evaluation log, which only TOFU-format "
+                          f"benchmarks read (data.source=tofu or builtin), not data.source={cfg.data.source}. Give the "
+                          "retain model's folder or hub id instead.")
     if cfg.model.from_scratch and (cfg.model.path is not None or cfg.data.source != "tofu"):
         raise ConfigError(f"model.from_scratch=true trains the built-in architecture on TOFU-format files "
                           f"(data.source=tofu, data.path=<folder>) and needs no model.path; got "

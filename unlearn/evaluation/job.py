@@ -25,6 +25,7 @@ from unlearn.errors import ConfigError, RunFolderError
 from unlearn.evaluation.benchmarks import NO_BENCHMARK, benchmark_of, build_evaluator
 from unlearn.evaluation.cache import load_result, result_path, store_result
 from unlearn.evaluation.results import format_table
+from unlearn.evaluation.tofu_log import is_tofu_log, load_tofu_log
 from unlearn.files import atomic_write_text, check_writable
 from unlearn.models.loading import load_model, load_tokenizer
 from unlearn.training.assets import BUILTIN_SOURCES, resolve_assets
@@ -52,13 +53,17 @@ def evaluate_model(load_model: Callable[[str], object], model_path: str, evaluat
 
 def retain_results(retain_path: str | None, evaluator, device: torch.device, cache_dir: str,
                    dtype: str, load_model: Callable[[str], object]):
-    """The retain model's results: stored ones when they match, else evaluated now and stored.
+    """The retain model's results: stored ones when they match, else evaluated now and stored; read from its TOFU
+    evaluation log when ``retain_path`` is one (:mod:`unlearn.evaluation.tofu_log`).
 
     Returns:
         None when there is no retain model (forget quality is then reported as unavailable).
     """
     if retain_path is None:
         return None
+    if is_tofu_log(retain_path):  # the stored log of a retain model, as the NPO code compares with
+        log.info("Reading the retain model's results from the TOFU evaluation log %s", retain_path)
+        return load_tofu_log(retain_path)
     path = result_path(cache_dir, retain_path, {**evaluator.settings, "dtype": dtype})
     cached = load_result(path)
     if cached is not None:

@@ -25,7 +25,8 @@ from unlearn.evaluation.mia import attack_scores, gradnorm_scores, memorization,
 from unlearn.models.token_stats import token_stats
 from unlearn.names import EXACT_MEMORIZATION, EXTRACTION_STRENGTH, mia_key
 
-NO_RETAIN = "the reference attack compares with a retain model; give model.retain_path=..."
+NO_RETAIN = ("the reference attack needs the retain model's per-text losses; give the retain model itself (not a TOFU "
+             "evaluation log) with model.retain_path=...")
 SETS = ("member", "nonmember")
 
 

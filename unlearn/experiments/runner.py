@@ -73,12 +73,20 @@ def retain_warning(configs: dict[str, object]) -> str | None:
     hours of GPU time later every summary would say the number is unavailable."""
     missing = {name: NEEDS_RETAIN[cfg.data.source] for name, cfg in configs.items()
                if cfg.model.path and not cfg.model.retain_path and cfg.data.source in NEEDS_RETAIN}
-    if not missing:
-        return None
-    numbers = " and ".join(sorted(set(missing.values())))
-    return (f"[sweep] warning: {len(missing)} of {len(configs)} runs have no retain model (model.retain_path), so "
-            f"their {numbers} will be reported as unavailable (e.g. {next(iter(missing))}). Give each forget split's "
-            "retain model, as configs/sweep/tofu_llama2_7b.yaml does in its cases.")
+    # A .json retain path is a TOFU evaluation log (unlearn.evaluation.tofu_log, not imported: it brings torch).
+    logs = sorted({str(path) for path in (cfg.model.retain_path for cfg in configs.values())
+                   if str(path or "").endswith(".json") and not Path(str(path)).expanduser().is_file()})
+    lines = []
+    if missing:
+        numbers = " and ".join(sorted(set(missing.values())))
+        lines.append(f"[sweep] warning: {len(missing)} of {len(configs)} runs have no retain model (model.retain_path), "
+                     f"so their {numbers} will be reported as unavailable (e.g. {next(iter(missing))}). Give each "
+                     "forget split's retain model, as configs/sweep/tofu_llama2_7b.yaml does in its cases.")
+    if logs:
+        lines.append(f"[sweep] warning: the retain models' TOFU evaluation logs {', '.join(logs)} do not exist (from "
+                     f"{Path.cwd()}); the runs that name them will stop before training. The NPO code's logs are in "
+                     "licong-lin/negative-preference-optimization, under TOFU/data/.")
+    return "\n".join(lines) or None
 
 
 def launch_logged(command: list[str], log_path: Path, env: dict) -> int:

@@ -29,6 +29,7 @@ from unlearn.data.sources import forget_retain_overlap, load_idk_answers
 from unlearn.evaluation.benchmarks import NO_BENCHMARK, benchmark_of, build_evaluator
 from unlearn.names import BENCHMARKS
 from unlearn.evaluation.job import evaluation_device, model_loader, retain_results
+from unlearn.evaluation.tofu_log import is_tofu_log, load_tofu_log
 from unlearn.evaluation.tracking import FitEvaluation, setup_fit_evaluation
 from unlearn.files import atomic_write_text, check_writable
 from unlearn.losses import build_loss_from_config
@@ -128,6 +129,8 @@ def _fit_in(cfg: Config, loss, run_dir: Path, start: float) -> dict:
                                    cfg.data.idk_path))
     # From the models' configs, before any weights load: examples longer than the context are refused.
     check_context_length([assets.target, assets.retain], cfg.data.max_length, cfg.model.trust_remote_code)
+    if is_tofu_log(assets.retain):  # the retain model's stored TOFU log: a broken one fails before the run folder
+        load_tofu_log(assets.retain)
     L.seed_everything(cfg.run.seed, verbose=False)
 
     # Data first: a bad dataset fails in seconds, before the weights load.
