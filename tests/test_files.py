@@ -244,8 +244,12 @@ def test_models_trained_on_a_gpu_get_their_own_cache_folder(tmp_path, monkeypatc
         cfg.run.cache_dir, cfg.trainer.accelerator = str(tmp_path), accelerator
         return [builtin_model_dir(cfg), scratch_model_dir(cfg, tmp_path), muse_model_dir(cfg), hazard_model_dir(cfg)]
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU machine, wherever the test runs
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     on_cpu = folders("auto")
+    assert on_cpu == folders("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert training_device("auto") == training_device("gpu") == "cuda" and training_device("cpu") == "cpu"
     assert folders("cpu") == on_cpu  # asked for the CPU, trained there: the CPU's folders
+    assert on_cpu[0].name == "builtin-3e17f89b9c1d"  # the default built-in models' folder since it was first keyed
     assert all(gpu != cpu for gpu, cpu in zip(folders("auto"), on_cpu))

@@ -75,6 +75,25 @@ def test_one_epoch_list_picks_the_columns_and_a_setting_without_runs_is_skipped(
                                                                            "| forget ROUGE-L"]
 
 
+def test_numbers_few_settings_have_and_runs_that_cannot_be_read_leave_the_report_standing(tmp_path):
+    s, out = write_sweep(tmp_path, {"seeds_needed": {"best FQ at MU ≥ 0.9×": 0.2, "no such number": 0.1},
+                                    "history": {"groups": ["main"]}})
+    # npo keeps 0.9x its starting utility on no seed (0.7, 0.1, 0.1 of 0.8): its best FQ has no value and no sd, so
+    # only kl's spread counts, and n is kl's 2 (npo's 0 must not pull it down). A finished kl run without an
+    # evaluation can be neither collected nor drawn epoch by epoch.
+    for run in s.runs():
+        if run.point == "npo" and run.seed > 1:
+            summary = fake_summary(0.5, 0.1)
+            (run_dir(out, run) / "summary.json").write_text(json.dumps(summary))
+        if run.point == "kl" and run.seed == 3:
+            (run_dir(out, run) / "summary.json").write_text(json.dumps({"loss": "kl", "evaluation": None}))
+    collect(s, s.runs(), out, compare_groups=False)
+    md = (out / "results.md").read_text()
+    assert "| best FQ at MU ≥ 0.9× | 1 | 0 | 0 | 0 (n = 2) |" in md  # kl's two collected runs: equal, sd 0
+    assert "| no such number | 0 | | | | no setting has two runs with this number |" in md
+    assert "### main: kl (2 runs)" in md and "### main: npo (3 runs)" in md
+
+
 @pytest.mark.parametrize("report, message", [
     ({"seeds": {}}, "report takes"),
     ({"seeds_needed": {"model utility": 0}}, "positive difference"),

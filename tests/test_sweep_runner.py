@@ -256,6 +256,13 @@ def test_runs_without_the_retain_model_their_number_needs_are_warned_about_befor
     assert retain_warning({"forget10": configs["forget10"]}) is None
     # The built-in benchmark trains its own retain model: nothing to warn about.
     assert retain_warning({r.name: load_run_config(s, r) for r in s.runs()}) is None
+    # A TOFU log named for a retain model that is not there: the run would stop before training.
+    log = tmp_path / "nowhere" / "eval_log_aggregated.json"
+    logged = {"forget05": load_run_config(s, s.runs()[0], [*extra, f"model.retain_path={log}"])}
+    assert f"TOFU evaluation logs {log} do not exist" in retain_warning(logged)
+    log.parent.mkdir()
+    log.write_text("{}")
+    assert retain_warning(logged) is None
     path = tmp_path / "grid.yaml"
     path.write_text(f"base: {{configs: [{TINY_CONFIG}]}}\naxes: {{data.forget_split: [forget05]}}\n")
     assert main(["sweep", str(path), "--dry-run", *extra]) == 0

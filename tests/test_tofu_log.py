@@ -94,11 +94,35 @@ def test_a_broken_log_is_refused_with_what_is_wrong(tmp_path, content, message):
         load_tofu_log(path)
 
 
+def test_tofus_own_logs_keyed_by_question_index_read_as_the_npo_codes_lists(tmp_path):
+    log = tofu_log()
+    keyed = {file: {key: ({str(i): x for i, x in reversed(list(enumerate(v)))} if key != "generated_text" else v)
+                    for key, v in entry.items()} for file, entry in log.items()}  # "10" after "9": sorted by int
+    (tmp_path / "lists.json").write_text(json.dumps(log))
+    (tmp_path / "keyed.json").write_text(json.dumps(keyed))
+    assert load_tofu_log(tmp_path / "keyed.json").summary() == load_tofu_log(tmp_path / "lists.json").summary()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda e: e["avg_paraphrased_loss"].pop(), r"4 questions in avg_gt_loss but \{'avg_paraphrased_loss': 3\}"),
+    (lambda e: e.update(avg_gt_loss=[], avg_paraphrased_loss=[], average_perturb_loss=[], rougeL_recall=[],
+                        generated_text=[]), "0 questions"),
+    (lambda e: e.update(avg_gt_loss="1.0"), "must be a list"),
+    (lambda e: e["average_perturb_loss"].__setitem__(0, ["x", "y", "z"]), "not numbers"),
+])
+def test_malformed_per_question_values_are_data_errors(tmp_path, change, message):
+    log = tofu_log()
+    change(log["eval_log_forget.json"])
+    (tmp_path / "log.json").write_text(json.dumps(log))
+    with pytest.raises(DataError, match=message):
+        load_tofu_log(tmp_path / "log.json")
+
+
 def test_a_log_without_the_losses_names_them(tmp_path):
     log = tofu_log()
     del log["eval_log.json"]["average_perturb_loss"]
     (tmp_path / "log.json").write_text(json.dumps(log))
-    with pytest.raises(DataError, match=r"eval_log.json entry lacks \['average_perturb_loss'\]"):
+    with pytest.raises(DataError, match=r"eval_log.json: the entry lacks \['average_perturb_loss'\]"):
         load_tofu_log(tmp_path / "log.json")
 
 
@@ -138,3 +162,9 @@ def test_the_retain_models_log_gives_the_forget_quality_the_retain_model_gives(t
     missing = tmp_path / "nowhere" / "eval_log_aggregated.json"
     code = main(["fit", "--config", TINY_CONFIG, *over, "run.name=no_log", f"model.retain_path={missing}"])
     assert code == DataError.exit_code and not (tmp_path / "no_log").exists()
+
+    # A log is not a model to quantise or relearn: the attacks run without the retain baseline instead of failing.
+    code = main(["attack", "--config", TINY_CONFIG, *over, f"model.path={assets.target}", f"model.retain_path={log}",
+                 "attack.name=quantize", "--out", str(tmp_path / "attacked")])
+    report = json.loads((tmp_path / "attacked" / "attack.json").read_text())
+    assert code == 0 and report["retain_model"] is None and report["attacks"]["quantize"]["model"]["after"]

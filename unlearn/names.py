@@ -165,3 +165,9 @@ SUMMARY_FILE = "summary.json"
 
 # The TOFU benchmark on the Hugging Face hub (data.source=tofu without data.path).
 TOFU_HUB_ID = "locuslab/TOFU"
+
+
+def is_tofu_log(path) -> bool:
+    """Whether a ``model.retain_path`` names a TOFU evaluation log of the retain model (a ``.json`` file) rather than
+    the model (unlearn/evaluation/tofu_log.py reads it). Here, torch-free, for the config checks and the sweep."""
+    return path is not None and str(path).endswith(".json")

@@ -32,6 +32,7 @@ from unlearn.evaluation.job import (check_not_a_run_folder, evaluate_model, eval
                                     model_loader, output_folder, retain_results)
 from unlearn.files import atomic_write_text, check_writable
 from unlearn.models.loading import load_tokenizer
+from unlearn.names import is_tofu_log
 from unlearn.training.assets import resolve_assets
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,10 @@ def run_attacks(cfg: Config, model_path: str, retain_path: str | None, source, n
     """
     names = names or attack_names(cfg.attack)
     retain_path = retain_path if cfg.attack.retain_baseline else None
+    if is_tofu_log(retain_path):  # a stored log cannot be attacked: its model is not here to quantise or relearn
+        log.warning("model.retain_path=%s is a TOFU evaluation log, not a model: the attacks run without the retain "
+                    "baseline (as with attack.retain_baseline=false).", retain_path)
+        retain_path = None
     tokenizer = load_tokenizer(cfg.model.tokenizer or model_path, cfg.model.trust_remote_code)
     session = Session(cfg, str(model_path), None if retain_path is None else str(retain_path), tokenizer,
                       load_eval_splits(source, cfg.data.forget_split, None),

@@ -20,7 +20,7 @@ from unlearn.config.choice_checks import check_multiple_choice
 from unlearn.config.schema import Config
 
 from unlearn.errors import ConfigError
-from unlearn.names import MIA_ATTACKS, SELECTION_RULES, TOFU_HUB_ID
+from unlearn.names import MIA_ATTACKS, SELECTION_RULES, TOFU_HUB_ID, is_tofu_log
 
 DATA_SOURCES = ("builtin", "tofu", "files", "muse", "muse_builtin", "wmdp", "hazard_builtin")
 # Lightning's accepted strings (its `_PRECISION_INPUT`), spelled out so a typo fails at load time.
@@ -125,7 +125,7 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.model.system_prompt is not None and cfg.model.prompt_format != "chat_template":
         raise ConfigError(f"model.system_prompt needs model.prompt_format=chat_template (a system turn in the "
                           f"tokenizer's template); prompt_format={cfg.model.prompt_format} has none. Drop one of them.")
-    if str(cfg.model.retain_path or "").endswith(".json") and cfg.data.source not in ("tofu", "builtin"):
+    if is_tofu_log(cfg.model.retain_path) and cfg.data.source not in ("tofu", "builtin"):
         raise ConfigError(f"model.retain_path={cfg.model.retain_path} is a TOFU evaluation log, which only TOFU-format "
                           f"benchmarks read (data.source=tofu or builtin), not data.source={cfg.data.source}. Give the "
                           "retain model's folder or hub id instead.")

@@ -9,7 +9,8 @@ these logs are how that model's forget quality can be measured as the paper meas
 
 ``model.retain_path=PATH/eval_log_aggregated.json`` takes such a log where a retain model would go. It is
 TOFU's format (``locuslab/tofu``, ``evaluate_util.get_all_evals`` then the aggregation in ``evaluate``): one entry
-per evaluation file, each a mapping of per-question lists,
+per evaluation file, each a mapping of per-question values (lists in the NPO code's logs; mappings from the
+question's index in TOFU's own, read in index order),
 
     eval_log_forget.json              the forget split        (forget)
     eval_log.json                     retain_perturbed         (retain)
@@ -37,15 +38,13 @@ from pathlib import Path
 import numpy as np
 
 from unlearn.errors import DataError
+from unlearn.names import is_tofu_log
+
+__all__ = ["LOG_FILES", "is_tofu_log", "load_tofu_log"]
 
 LOG_FILES = {"forget": "eval_log_forget.json", "retain": "eval_log.json",
              "real_authors": "eval_real_author_wo_options.json", "world_facts": "eval_real_world_wo_options.json"}
 NEEDED = ("avg_gt_loss", "avg_paraphrased_loss", "average_perturb_loss")
-
-
-def is_tofu_log(path: str | Path | None) -> bool:
-    """Whether a retain model path names a TOFU evaluation log (a ``.json`` file) rather than a model."""
-    return path is not None and str(path).endswith(".json")
 
 
 def load_tofu_log(path: str | Path):
@@ -68,25 +67,47 @@ def load_tofu_log(path: str | Path):
         found = sorted(data)[:6] if isinstance(data, dict) else type(data).__name__
         raise DataError(f"model.retain_path={path} is not a TOFU evaluation log of all four files: it lacks "
                         f"{missing} (found {found}). Give the eval_log_aggregated.json of the retain model's evaluation.")
-    from unlearn.evaluation.results import EvalResult  # here: reading the module (is_tofu_log) imports no torch
+    from unlearn.evaluation.results import EvalResult
 
     splits = {name: _split(name, data[file], path) for name, file in LOG_FILES.items()}
     result = EvalResult(splits, info={"model": str(path), "from_log": True})
     return result.compare_with_retain(result)
 
 
+def _per_question(values, key: str, where: str) -> list:
+    """A log's per-question values as a list: the NPO code's logs hold lists, TOFU's own (``evaluate_util.py``)
+    mappings from the question's index to its value, read here in index order."""
+    if isinstance(values, dict):
+        try:
+            return [values[k] for k in sorted(values, key=int)]
+        except ValueError:
+            raise DataError(f"{where}: '{key}' maps {sorted(values)[:3]}... to values; TOFU keys them by the "
+                            "question's index.") from None
+    if not isinstance(values, list):
+        raise DataError(f"{where}: '{key}' must be a list of per-question values, got {type(values).__name__}.")
+    return values
+
+
 def _split(name: str, log: dict, path: Path):
     from unlearn.evaluation.results import SplitResult
 
+    where = f"model.retain_path={path}, {LOG_FILES[name]}"
     missing = [key for key in NEEDED if key not in log]
     if missing:
-        raise DataError(f"model.retain_path={path}: the {LOG_FILES[name]} entry lacks {missing}; TOFU's evaluation "
-                        f"writes {list(NEEDED)} for every file.")
-    answer_nll = np.asarray(log["avg_gt_loss"], dtype=np.float64)
-    n = len(answer_nll)
-    texts = log.get("generated_text") or [["", "", ""]] * n
-    perturbed = np.asarray(log["average_perturb_loss"], dtype=np.float64).reshape(n, -1)
-    rouge = np.asarray(log.get("rougeL_recall", [np.nan] * n), dtype=np.float64)
+        raise DataError(f"{where}: the entry lacks {missing}; TOFU's evaluation writes {list(NEEDED)} for every file.")
+    values = {key: _per_question(log[key], key, where) for key in (*NEEDED, "rougeL_recall", "generated_text")
+              if key in log}
+    n = len(values["avg_gt_loss"])
+    uneven = {key: len(v) for key, v in values.items() if len(v) != n}
+    if n == 0 or uneven:
+        raise DataError(f"{where}: {n} questions in avg_gt_loss" + (f" but {uneven}" if uneven else "") +
+                        "; every per-question list must have one value for each of the same questions.")
+    texts = values.get("generated_text") or [["", "", ""]] * n
+    try:
+        perturbed = np.asarray(values["average_perturb_loss"], dtype=np.float64).reshape(n, -1)
+        arrays = [np.asarray(values[k], dtype=np.float64) for k in ("avg_gt_loss", "avg_paraphrased_loss")]
+        rouge = np.asarray(values.get("rougeL_recall", [np.nan] * n), dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{where}: the losses are not numbers of one shape per question ({err}).") from err
     return SplitResult(name, np.arange(n), [str(t[0]) for t in texts], [str(t[2]) for t in texts],
-                       [str(t[1]) for t in texts], answer_nll, np.asarray(log["avg_paraphrased_loss"], dtype=np.float64),
-                       perturbed, rouge)
+                       [str(t[1]) for t in texts], arrays[0], arrays[1], perturbed, rouge)

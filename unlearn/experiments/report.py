@@ -32,8 +32,9 @@ from unlearn.experiments.runner import run_dir
 from unlearn.experiments.runs import is_finished
 from unlearn.experiments.sweep_file import Run, SweepFile, SweepFileError
 from unlearn.names import format_number
-from unlearn.reporting.compare import load_run
-from unlearn.reporting.display import Display
+from unlearn.errors import UnlearnError
+from unlearn.reporting.runs import load_run
+from unlearn.reporting.display import Display, display_of
 from unlearn.reporting.stats import mean_history
 
 ALPHA, POWER = 0.05, 0.8
@@ -87,7 +88,7 @@ def collapsed(point: dict, shown: Display) -> bool:
     stopped = (metrics.get("stopped early") or {}).get("values") or []
     last = (metrics.get(f"last {utility}") or {}).get("values") or []
     start = (metrics.get(f"target {utility}") or {}).get("values") or []
-    if not stopped:
+    if not stopped or not len(stopped) == len(last) == len(start):
         return False
     return all(s == 1 or (e is not None and b and e < COLLAPSED * b) for s, e, b in zip(stopped, last, start))
 
@@ -96,18 +97,20 @@ def seeds_table(points: list[dict], needed: dict, shown: Display) -> list[str]:
     """The "seeds needed" section: one row per number the file names (empty when it names none)."""
     if not needed:
         return []
-    kept = [p for p in points if p["n"] and not collapsed(p, shown)]
-    left_out = [p["point"] for p in points if p["n"] and collapsed(p, shown)]
+    # Each setting in the words of its own benchmark (a sweep may mix them).
+    down = {p["point"]: collapsed(p, display_of(p["benchmark"]) if p.get("benchmark") else shown) for p in points}
+    kept = [p for p in points if p["n"] and not down[p["point"]]]
+    left_out = [p["point"] for p in points if p["n"] and down[p["point"]]]
     lines = ["| number | settings | median sd | pooled sd | resolved with n seeds | seeds to resolve … |",
              "|---|---:|---:|---:|---:|---|"]
     for title, difference in needed.items():
-        sds = [p["metrics"][title]["sd"] for p in kept
-               if (p["metrics"].get(title) or {}).get("sd") is not None]
-        if not sds:
+        spread = [p["metrics"][title] for p in kept if (p["metrics"].get(title) or {}).get("sd") is not None]
+        if not spread:
             lines.append(f"| {title} | 0 | | | | no setting has two runs with this number |")
             continue
+        sds = [m["sd"] for m in spread]
         pooled, median = math.sqrt(statistics.fmean(s * s for s in sds)), statistics.median(sds)
-        n = round(statistics.median(p["metrics"][title]["n"] for p in kept if p["metrics"].get(title)))
+        n = round(statistics.median(m["n"] for m in spread))  # the seeds of the settings whose spread counts (≥ 2)
         lines.append(f"| {title} | {len(sds)} | {median:.3g} | {pooled:.3g} | "
                      f"{resolved_difference(pooled, n):.3g} (n = {n}) | "
                      f"{difference:g}: {seeds_for(pooled, difference)} ({seeds_for(median, difference)} at the "
@@ -137,7 +140,7 @@ def history_tables(runs: list[Run], out: Path, spec: dict, shown: Display) -> li
         points = dict.fromkeys(r.point for r in runs if r.group == group)
         for point in points:
             folders = [run_dir(out, r) for r in runs if r.point == point and r.group == group]
-            histories = [load_run(f)["evaluation"]["history"] for f in folders if is_finished(f)]
+            histories = [h for h in (_history(f) for f in folders if is_finished(f)) if h]
             if not histories:
                 continue
             means, sds = mean_history(histories)
@@ -150,6 +153,14 @@ def history_tables(runs: list[Run], out: Path, spec: dict, shown: Display) -> li
                 lines.append(f"| {title} | " + " | ".join(cells) + " |")
             lines.append("")
     return lines
+
+
+def _history(folder: Path) -> list[dict] | None:
+    """A finished run's evaluation history; None for one collect_points could not collect either (it says why)."""
+    try:
+        return load_run(folder)["evaluation"]["history"]
+    except UnlearnError:
+        return None
 
 
 def _mean_sd(mean, sd, digits: str) -> str:

@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from unlearn.errors import UnlearnError
+from unlearn.experiments.report import check_report
 from unlearn.experiments.sweep import add_run_flags, run_and_collect
 from unlearn.experiments.sweep_file import (SweepFileError, check_requirements, load_sweep, parse_sweep, requirements,
                                             resolve_sweep_path, text)
@@ -80,6 +81,7 @@ def recipe_sweep(recipe: dict, path: Path):
         sweep = dataclasses.replace(parse_sweep(recipe["runs"] or {}, path), name=path.stem)
     env = {str(k): text(v) for k, v in (recipe.get("env") or {}).items()}
     needs = tuple(dict.fromkeys((*sweep.requires, *requirements(recipe.get("requires"), path))))
+    check_report(sweep)  # a mistake in its report fails now, not after the runs
     return dataclasses.replace(sweep, env={**sweep.env, **env}, requires=needs)
 
 

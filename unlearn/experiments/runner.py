@@ -27,6 +27,7 @@ from pathlib import Path
 from unlearn.errors import ConfigError, RunFolderError, RunInterrupted, RunStoppedByUser, UnlearnError
 from unlearn.experiments.runs import continuation, is_finished
 from unlearn.experiments.sweep_file import Run, SweepFile
+from unlearn.names import is_tofu_log
 
 log = logging.getLogger(__name__)
 Launch = Callable[[list[str], Path, dict], int]  # (command, log file, environment) -> exit status
@@ -73,15 +74,14 @@ def retain_warning(configs: dict[str, object]) -> str | None:
     hours of GPU time later every summary would say the number is unavailable."""
     missing = {name: NEEDS_RETAIN[cfg.data.source] for name, cfg in configs.items()
                if cfg.model.path and not cfg.model.retain_path and cfg.data.source in NEEDS_RETAIN}
-    # A .json retain path is a TOFU evaluation log (unlearn.evaluation.tofu_log, not imported: it brings torch).
     logs = sorted({str(path) for path in (cfg.model.retain_path for cfg in configs.values())
-                   if str(path or "").endswith(".json") and not Path(str(path)).expanduser().is_file()})
+                   if is_tofu_log(path) and not Path(str(path)).expanduser().is_file()})
     lines = []
     if missing:
         numbers = " and ".join(sorted(set(missing.values())))
         lines.append(f"[sweep] warning: {len(missing)} of {len(configs)} runs have no retain model (model.retain_path), "
                      f"so their {numbers} will be reported as unavailable (e.g. {next(iter(missing))}). Give each "
-                     "forget split's retain model, as configs/sweep/tofu_llama2_7b.yaml does in its cases.")
+                     "run's retain model, e.g. per forget split in cases, as configs/sweep/tofu_llama2_7b.yaml does.")
     if logs:
         lines.append(f"[sweep] warning: the retain models' TOFU evaluation logs {', '.join(logs)} do not exist (from "
                      f"{Path.cwd()}); the runs that name them will stop before training. The NPO code's logs are in "
