@@ -169,8 +169,9 @@ def test_a_tofu_sweep_collects_membership_inference_when_runs_have_it(tmp_path):
         write_run(run_dir(out, run), "npo", history, 1)
     collect(s, s.runs(), out, compare_groups=False)
     md = (out / "results.md").read_text()
-    assert "| target forget quality | MIA LOSS AUC | MIA Min-K% AUC |" in md
-    assert md.rstrip().endswith("| 0.01 ± 0 | 0.700 ± 0.141 | 0.600 ± 0.141 |")
+    assert "| target forget quality | log10 forget quality gain | MIA LOSS AUC | MIA Min-K% AUC |" in md
+    # forget quality 0.3 after against 0.01 at epoch 0: log10 30 = 1.48 on both runs
+    assert md.rstrip().endswith("| 0.01 ± 0 | 1.48 ± 0.00 | 0.700 ± 0.141 | 0.600 ± 0.141 |")
     without = tmp_path / "plain"
     for run in s.runs():
         run_dir(without, run).parent.mkdir(parents=True, exist_ok=True)

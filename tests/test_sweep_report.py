@@ -111,3 +111,25 @@ def test_report_mistakes_stop_the_sweep_before_anything_runs(tmp_path, capsys, r
         check_report(parse_sweep(json.loads(path.read_text()), path))
     assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
     assert "report" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_number_fewer_runs_have_says_how_many(tmp_path):
+    s, out = write_sweep(tmp_path, {"history": {"groups": ["main"], "metrics": ["forget/forget_quality",
+                                                                                "forget/short_answers"]}})
+    # kl's seed 3 stopped at epoch 0 (no epoch 1); its seeds 2 and 3 measured short answers, seed 1 predates it.
+    for run in s.runs():
+        if run.point == "kl":
+            summary = fake_summary(*VALUES["kl"][run.seed - 1])
+            history = summary["evaluation"]["history"]
+            if run.seed == 3:
+                del history[1]
+            for record in history[:] if run.seed > 1 else []:
+                record["forget/short_answers"] = 0.25 * run.seed
+            (run_dir(out, run) / "summary.json").write_text(json.dumps(summary))
+    collect(s, s.runs(), out, compare_groups=False)
+    md = (out / "results.md").read_text()
+    kl = md[md.index("### main: kl (3 runs)"):md.index("### main: ga")]
+    assert "| forget quality | 0.01 ± 0 | 0.3 ± 0 (n = 2) |" in kl
+    assert "| forget short answers | 0.62 ± 0.18 (n = 2) | 0.50 (n = 1) |" in kl  # seed 2 alone at epoch 1
+    npo = md[md.index("### main: npo (3 runs)"):md.index("### main: kl")]
+    assert "(n = " not in npo

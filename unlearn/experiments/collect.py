@@ -47,10 +47,11 @@ STATISTICS = {"mean": "arithmetic mean over the seeds' runs", "sd": "sample stan
 def headline(shown: Display) -> tuple[str, ...]:
     """The columns of results.md after the setting, n and the two CIs (results.json holds these and every number
     of the selected epoch's record). TOFU: forget quality, model utility, model utility × start, forget ROUGE-L,
-    forget repetition, selected epoch, best FQ at MU ≥ 0.9×, target forget quality."""
+    forget repetition, selected epoch, best FQ at MU ≥ 0.9×, target forget quality, log10 forget quality gain."""
     forget, utility = shown.forget.title, shown.utility.title
+    gain = (f"log10 {forget} gain",) if shown.log_forget else ()
     return (forget, utility, f"{utility} × start", *(m.title for m in shown.collected), "selected epoch",
-            best_metric(shown.keys), f"target {forget}")
+            best_metric(shown.keys), f"target {forget}", *gain)
 
 
 def _digits(shown: Display) -> dict[str, str]:
@@ -58,6 +59,7 @@ def _digits(shown: Display) -> dict[str, str]:
     3 significant digits, p-values), the measure's own for the collected columns; else 3 decimals."""
     forget = shown.forget
     return {forget.title: forget.digits, f"log10 {forget.title}": forget.digits,
+            f"log10 {forget.title} gain": ".2f",
             f"target {forget.title}": forget.digits, best_metric(shown.keys): shown.selection.digits,
             shown.utility.title: shown.utility.digits,
             **{m.title: m.digits for m in (*shown.collected, *shown.optional)}}
@@ -75,9 +77,10 @@ def run_metrics(summary: dict, floor: float = UTILITY_FLOOR) -> dict[str, float 
     membership-inference AUCs ``MIA LOSS AUC`` and ``MIA Min-K% AUC`` when the run has them) are the selected
     epoch's (the saved model); ``model utility × start`` is its utility over epoch 0's; ``best FQ at MU ≥ 0.9×``
     the best-forgetting epoch's forget quality among epochs that kept 0.9× the starting utility (``compare``'s
-    column, None when none did); ``target ...`` epoch 0's; ``stopped early`` 1 after a collapse stop, else 0;
-    ``last ...`` the last evaluated epoch's; then every number of the selected epoch's record under its own key
-    (``forget/rouge_l``...).
+    column, None when none did); ``target ...`` epoch 0's; ``log10 forget quality gain`` (TOFU) the log10 of the
+    selected forget quality over the target's, which compares seeds whose targets lie decades apart; ``stopped
+    early`` 1 after a collapse stop, else 0; ``last ...`` the last evaluated epoch's; then every number of the
+    selected epoch's record under its own key (``forget/rouge_l``...).
     """
     keys = run_benchmark(summary)
     shown = display_of(keys)
@@ -88,15 +91,18 @@ def run_metrics(summary: dict, floor: float = UTILITY_FLOOR) -> dict[str, float 
     best = best_within_utility(history, floor, keys)
     value = _number(chosen.get(forget.key))
     metrics = {forget.title: value}
+    target = _number(history[0].get(forget.key))
     if shown.log_forget:  # forget quality is a p-value: its log is what varies across settings
         metrics[f"log10 {forget.title}"] = math.log10(value) if value else None
+        # Within the run, against its own target: seeds whose targets sit decades apart still compare.
+        metrics[f"log10 {forget.title} gain"] = math.log10(value / target) if value and target else None
     metrics.update({
         utility.title: _number(chosen.get(utility.key)), f"{utility.title} × start": ratio,
         **{m.title: _number(chosen.get(m.key)) for m in shown.collected},
         **{m.title: _number(chosen[m.key]) for m in shown.optional if _number(chosen.get(m.key)) is not None},
         "selected epoch": _number(evaluation.get("selected_epoch")),
         best_metric(keys, floor): None if best is None else _number(best.get(shown.selection.key)),
-        f"target {forget.title}": _number(history[0].get(forget.key)),
+        f"target {forget.title}": target,
         f"target {utility.title}": _number(history[0].get(utility.key)),
         "stopped early": float(evaluation.get("stopped_epoch") is not None), "steps": _number(summary.get("steps")),
         f"last {utility.title}": _number(history[-1].get(utility.key)),
@@ -185,7 +191,8 @@ def _reading(shown: Display) -> str:
     forget, utility = shown.forget.title, shown.utility.title
     return (f"{utility} × start is relative to the run's epoch 0; {best_metric(shown.keys)} is "
             f"{shown.selection_phrase} among epochs that kept {UTILITY_FLOOR:g}× the starting utility; "
-            f"target {forget} is epoch 0's.")
+            f"target {forget} is epoch 0's" + (f"; log10 {forget} gain is the log10 of the selected epoch's {forget} "
+                                               "over the target's, run by run." if shown.log_forget else "."))
 
 
 def group_table(points: list[dict]) -> list[str]:

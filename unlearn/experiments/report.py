@@ -134,7 +134,7 @@ def history_tables(runs: list[Run], out: Path, spec: dict, shown: Display) -> li
     if not spec:
         return []
     lines = ["## Epoch by epoch", "", "Mean ± sd over each setting's finished runs, from their `summary.json` "
-             "(`evaluation.history`); the step is the runs' mean.", ""]
+             "(`evaluation.history`); the step is the runs' mean; (n = k): a number only k of the runs have.", ""]
     measures = _measures(shown, spec.get("metrics"))
     for group in spec["groups"]:
         points = dict.fromkeys(r.point for r in runs if r.group == group)
@@ -149,7 +149,8 @@ def history_tables(runs: list[Run], out: Path, spec: dict, shown: Display) -> li
             lines += [f"### {group}: {point} ({len(histories)} runs)", "",
                       "| step (epoch) | " + " | ".join(head) + " |", "|---|" + "---:|" * len(chosen)]
             for title, key, digits in measures:
-                cells = [_mean_sd(means[i].get(key), sds[i].get(key), digits) for i in chosen]
+                cells = [_mean_sd(means[i].get(key), sds[i].get(key), digits)
+                         + _fewer(histories, means[i]["epoch"], key) for i in chosen]
                 lines.append(f"| {title} | " + " | ".join(cells) + " |")
             lines.append("")
     return lines
@@ -161,6 +162,13 @@ def _history(folder: Path) -> list[dict] | None:
         return load_run(folder)["evaluation"]["history"]
     except UnlearnError:
         return None
+
+
+def _fewer(histories: list[list[dict]], epoch: int, key: str) -> str:
+    """`` (n = k)`` when only k of the setting's runs have this number at this epoch (a collapse stop, or a
+    measure added after some runs finished), so a mean over fewer runs is not read as one over all."""
+    n = sum(isinstance(r.get(key), (int, float)) for h in histories for r in h if r["epoch"] == epoch)
+    return f" (n = {n})" if 0 < n < len(histories) else ""
 
 
 def _mean_sd(mean, sd, digits: str) -> str:
