@@ -153,3 +153,24 @@ def test_the_figure_draws_error_bars_for_seeded_trajectories():
     plain = trajectory_figure({"npo": histories[0]})
     assert not plain.axes[0].containers
     assert figure_to_rgb(fig).shape[2] == 3
+
+
+def test_seeds_that_trained_their_own_models_show_the_models_mean(tmp_path):
+    folders = []
+    for seed, (fq0, mu0, retain_mu) in ((1, (0.001, 0.7, 0.5)), (2, (0.003, 0.8, 0.6))):
+        folder = write_run(tmp_path / f"npo_f10_seed{seed}", "npo", [record(0, fq0, mu0), record(1, 0.1, 0.6)], 1)
+        summary = json.loads((folder / "summary.json").read_text())
+        summary.update(target_model=f"/cache/seed{seed}/target", retain_model=f"/cache/seed{seed}/retain90")
+        summary["evaluation"]["retain"][MODEL_UTILITY] = retain_mu
+        (folder / "summary.json").write_text(json.dumps(summary))
+        folders.append(folder)
+    table = compare(folders, tmp_path / "out")["table"].read_text()
+    # Targets 0.001 and 0.003 (mean 0.002, sd 0.00141), utility 0.75 ± 0.0707; retain models 0.55 ± 0.0707.
+    assert "| (n=2 models) | target (before unlearning) | forget10 | 0.002 ± 0.00141 |" in table
+    assert "| 0.750 ± 0.071 |" in table and "| (n=2 models) | retain model | forget10 | 1 ± 0 |" in table
+    assert "| 0.550 ± 0.071 |" in table
+    # Runs over seeds of one shared model pair keep the single pair's rows.
+    shared = [write_run(tmp_path / f"kl_f10_seed{seed}", "kl", [record(0, 0.002, 0.75), record(1, 0.1, 0.6)], 1)
+              for seed in (1, 2)]
+    table = compare(shared, tmp_path / "shared")["table"].read_text()
+    assert "|  | target (before unlearning) | forget10 | 0.002 |" in table and "| (n=2 models) |" not in table

@@ -125,32 +125,50 @@ def group_row(name: str, summaries: list[dict], floor: float = UTILITY_FLOOR) ->
     return row
 
 
-def reference_rows(summary: dict) -> list[dict[str, str]]:
-    """The target (epoch 0 of the run) and retain models of a run's forget split."""
-    shown = display_of(run_benchmark(summary))
-    evaluation = summary["evaluation"]
-    start = evaluation["history"][0]
-    retain = {**(evaluation.get("retain") or {}), **(evaluation.get("retain_fluency") or {})}
-    return [{"run": "", "method": method, "forget split": _split(summary),
-             **{m.title: m.cell(values) for m in (shown.forget, *shown.before, *shown.after)},
-             _utility_column(shown): shown.utility.cell(values), "selected epoch": "", _last_column(shown): "",
+def reference_rows(summaries: list[dict]) -> list[dict[str, str]]:
+    """The target (epoch 0 of a run) and retain models of one forget split: one model pair's numbers, or their
+    mean ± sd when runs over seeds each trained their own pair (``models_of``)."""
+    shown = display_of(run_benchmark(summaries[0]))
+    evaluations = [s["evaluation"] for s in summaries]
+    starts = [e["history"][0] for e in evaluations]
+    retains = [{**(e.get("retain") or {}), **(e.get("retain_fluency") or {})} for e in evaluations]
+
+    def cell(m, records: list[dict]) -> str:
+        if len(records) == 1:
+            return m.cell(records[0])
+        return format_stat(describe([r.get(m.key) for r in records]), m.digits, ci=False)
+
+    return [{"run": "" if len(summaries) == 1 else f"(n={len(summaries)} models)", "method": method,
+             "forget split": _split(summaries[0]),
+             **{m.title: cell(m, records) for m in (shown.forget, *shown.before, *shown.after)},
+             _utility_column(shown): cell(shown.utility, records), "selected epoch": "", _last_column(shown): "",
              "stopped": ""}
-            for method, values in (("target (before unlearning)", start), ("retain model", retain))]
+            for method, records in (("target (before unlearning)", starts), ("retain model", retains))]
+
+
+def models_of(summaries: list[dict]) -> dict[str, list[dict]]:
+    """Per forget split, one run for each distinct target and retain model pair (seeds that train their own
+    models have one each), preferring a run that also recorded the retain model's fluency."""
+    chosen: dict[tuple, dict] = {}
+    for summary in summaries:
+        key = (_split(summary), summary.get("target_model"), summary.get("retain_model"))
+        if key not in chosen or (summary["evaluation"].get("retain_fluency")
+                                 and not chosen[key]["evaluation"].get("retain_fluency")):
+            chosen[key] = summary
+    splits: dict[str, list[dict]] = {}
+    for (split, *_), summary in chosen.items():
+        splits.setdefault(split, []).append(summary)
+    return splits
 
 
 def comparison_table(runs: dict[str, dict | list[dict]], floor: float = UTILITY_FLOOR) -> str:
     """Markdown table of ``{name: summary}`` (or ``{name: [summary per seed]}``), all of one benchmark:
     reference models per forget split, then one row per run or setting."""
-    rows, first = [], {}
+    rows = []
     summaries = [s for value in runs.values() for s in (value if isinstance(value, list) else [value])]
     keys = common_benchmark(runs)
-    for summary in summaries:  # per split, a run that also recorded the retain model's fluency, if any
-        split = _split(summary)
-        if split not in first or (summary["evaluation"].get("retain_fluency")
-                                  and not first[split]["evaluation"].get("retain_fluency")):
-            first[split] = summary
-    for summary in first.values():
-        rows.extend(reference_rows(summary))
+    for models in models_of(summaries).values():
+        rows.extend(reference_rows(models))
     rows.extend(group_row(name, value, floor) if isinstance(value, list) else run_row(name, value, floor)
                 for name, value in runs.items())
     columns = table_columns(keys, floor)
@@ -208,7 +226,9 @@ def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = Non
              f"The last column is {shown.selection_phrase} among evaluated epochs whose utility stayed at least "
              f"{utility_floor:g}× the run's epoch 0 (none: no epoch did). A row `name (n=k)` holds k runs of one "
              "setting over seeds: each number is their mean ± sd (sd with ddof = 1), and its figure the mean per "
-             "epoch with ±1 sd error bars.", ""]
+             "epoch with ±1 sd error bars; where the seeds trained their own target and retain models, the "
+             "reference rows are mean ± sd over those models, `(n=k models)`, and the figure's retain model "
+             "their mean.", ""]
     robustness = robustness_table(runs, shown)
     if robustness:
         save_png(robustness_figure(runs, shown), out / "robustness.png")
@@ -217,9 +237,9 @@ def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = Non
     table = out / OUTPUTS[0]
     atomic_write_text(table, f"# {heading}\n\n{comparison_table(runs, utility_floor)}\n" + "\n".join(notes)
                       + f"\n![{shown.forget.title} vs {shown.utility.title}](comparison.png)\n")
-    references = {f"retain model ({_split(s)})": ((s["evaluation"].get("retain") or {}).get(keys.utility),
-                                                (s["evaluation"].get("retain") or {}).get(keys.forget))
-                  for s in loaded.values()}
+    references = {f"retain model ({split})": tuple(mean_sd((s["evaluation"].get("retain") or {}).get(key)
+                                                           for s in models)[0] for key in (keys.utility, keys.forget))
+                  for split, models in models_of(list(loaded.values())).items()}
     histories, spread, selected, stars = {}, {}, {}, {}
     for name, value in runs.items():
         if isinstance(value, list):
