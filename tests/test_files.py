@@ -253,3 +253,29 @@ def test_models_trained_on_a_gpu_get_their_own_cache_folder(tmp_path, monkeypatc
     assert folders("cpu") == on_cpu  # asked for the CPU, trained there: the CPU's folders
     assert on_cpu[0].name == "builtin-3e17f89b9c1d"  # the default built-in models' folder since it was first keyed
     assert all(gpu != cpu for gpu, cpu in zip(folders("auto"), on_cpu))
+
+
+def test_models_trained_on_local_data_are_keyed_by_its_content_not_its_place_or_times(tmp_path):
+    # A restored copy of TOFU's files (same bytes, new times) once sent a sweep back to retraining three seeds'
+    # models, an hour on 2 CPU cores.
+    import shutil
+
+    from unlearn.config.schema import Config
+    from unlearn.training.finetune import scratch_model_dir
+
+    cfg = Config()
+    cfg.run.cache_dir = str(tmp_path / "cache")
+    data = tmp_path / "a" / "tofu"
+    data.mkdir(parents=True)
+    (data / "full.json").write_text('[{"question": "q", "answer": "a"}]')
+    (data / "forget10.json").write_text('[{"question": "f", "answer": "g"}]')
+    first = scratch_model_dir(cfg, data)
+    copy = tmp_path / "b" / "tofu"
+    shutil.copytree(data, copy)  # another place, new times
+    os.utime(copy / "full.json", ns=(1, 1))
+    assert scratch_model_dir(cfg, copy) == first
+    (copy / "holdout10.json").write_text("[]")  # no model trains on the holdout authors
+    (copy / "README.md").write_text("not data")
+    assert scratch_model_dir(cfg, copy) == first
+    (copy / "full.json").write_text('[{"question": "q", "answer": "b"}]')  # same size, other content
+    assert scratch_model_dir(cfg, copy) != first

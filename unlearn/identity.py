@@ -71,3 +71,29 @@ def model_identity(path: str | Path) -> dict:
 def tokenizer_fingerprint(tokenizer) -> str:
     """A short hash of a tokenizer's vocabulary: evaluation results are keyed by it."""
     return short_hash(stable_json(sorted(tokenizer.get_vocab().items())))
+
+
+def data_identity(path: str | Path, leave_out: str | None = None) -> dict:
+    """What identifies a dataset for a cache key: a local folder's files by content, else the hub id.
+
+    A local folder gives the relative path and SHA-256 of every file with a suffix of
+    :data:`MODEL_FILE_SUFFIXES` (TOFU's .json files), those whose name starts with ``leave_out`` left
+    out; neither its place nor its files' times count. A model's weights are keyed by size and time
+    (gigabytes are slow to hash), but data is small, and models trained on it can take an hour on a
+    CPU: a copy, a restore or a move of the same files must find them again, not train them anew.
+    Anything else goes by :func:`model_identity` (the hub id and its cached revision).
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        return model_identity(path)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES
+                   and not (leave_out and p.name.startswith(leave_out)))
+    return {"files": [[p.relative_to(folder).as_posix(), _file_sha256(p)] for p in files]}
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -30,7 +30,7 @@ from unlearn.data.formatting import PromptFormat
 from unlearn.data.sources import is_local, load_split, retain_split_for
 from unlearn.errors import ConfigError, ModelLoadError, RunFolderError
 from unlearn.files import atomic_folder, atomic_write_text, check_writable
-from unlearn.identity import model_identity, short_hash, stable_json
+from unlearn.identity import data_identity, model_identity, short_hash, stable_json
 from unlearn.models.context import check_context_length
 from unlearn.models.loading import build_tiny_llama, load_tokenizer, train_tokenizer
 from unlearn.models.policy import build_policy
@@ -176,12 +176,9 @@ def finetune_key(cfg: Config, source: Path | str) -> dict:
 
 
 def _data_identity(source: Path | str) -> dict:
-    """A folder's .json files (size, time) or the hub id; holdout files left out (no model trains on them,
-    and a cached built-in benchmark gains them later: models fine-tuned on it keep their key)."""
-    identity = model_identity(source)
-    if "files" in identity:
-        identity["files"] = [f for f in identity["files"] if not f[0].startswith(HOLDOUT_PREFIX)]
-    return identity
+    """A folder's data by content, or the hub id; holdout files left out (no model trains on them, and a cached
+    built-in benchmark gains them later: models fine-tuned on it keep their key)."""
+    return data_identity(source, leave_out=HOLDOUT_PREFIX)
 
 
 def finetuned_model_dir(cfg: Config, source: Path | str) -> Path:
