@@ -174,3 +174,24 @@ def test_seeds_that_trained_their_own_models_show_the_models_mean(tmp_path):
               for seed in (1, 2)]
     table = compare(shared, tmp_path / "shared")["table"].read_text()
     assert "|  | target (before unlearning) | forget10 | 0.002 |" in table and "| (n=2 models) |" not in table
+
+
+def test_a_number_only_some_seeds_have_says_how_many(tmp_path):
+    # Seed 1 predates the short-answer rate (a measure added later): its mean is seed 2's alone, and says so.
+    folders = []
+    for seed, short in ((1, None), (2, 0.25)):
+        history = [record(0, 0.002, 0.75), record(1, 0.1, 0.6)]
+        for r in history:
+            r.pop("forget/short_answers") if short is None else r.update({"forget/short_answers": short})
+        folder = write_run(tmp_path / f"npo_f10_seed{seed}", "npo", history, 1)
+        summary = json.loads((folder / "summary.json").read_text())
+        summary.update(target_model=f"/cache/seed{seed}/target", retain_model=f"/cache/seed{seed}/retain90")
+        if short is None:
+            del summary["evaluation"]["retain_fluency"]["forget/short_answers"]
+        (folder / "summary.json").write_text(json.dumps(summary))
+        folders.append(folder)
+    table = compare(folders, tmp_path / "out")["table"].read_text()
+    # ROUGE-L, distinct-2 and repetition (both seeds: no n), then short answers (seed 2's alone)
+    assert "| 0.500 ± 0.000 | 0.500 ± 0.000 | 0.50 ± 0.00 | 0.25 (n=1) |" in table
+    assert "| (n=2 models) | retain model | forget10 | 1 ± 0 | 0.400 ± 0.000 | 0.400 ± 0.000 | 0.900 ± 0.000 | " \
+           "0.90 ± 0.00 | 0.90 (n=1) |" in table

@@ -169,15 +169,33 @@ def test_a_tofu_sweep_collects_membership_inference_when_runs_have_it(tmp_path):
         write_run(run_dir(out, run), "npo", history, 1)
     collect(s, s.runs(), out, compare_groups=False)
     md = (out / "results.md").read_text()
-    assert "| target forget quality | log10 forget quality gain | MIA LOSS AUC | MIA Min-K% AUC |" in md
-    # forget quality 0.3 after against 0.01 at epoch 0: log10 30 = 1.48 on both runs
-    assert md.rstrip().endswith("| 0.01 ± 0 | 1.48 ± 0.00 | 0.700 ± 0.141 | 0.600 ± 0.141 |")
+    assert ("| target forget quality | log10 forget quality gain | best FQ gain (log10) at MU ≥ 0.9× | MIA LOSS AUC | "
+            "MIA Min-K% AUC |") in md
+    # forget quality 0.3 after against 0.01 at epoch 0: log10 30 = 1.48 on both runs; epoch 1 kept 0.75 / 0.8 of the
+    # utility (≥ 0.9×), so it is also the best within utility
+    assert md.rstrip().endswith("| 0.01 ± 0 | 1.48 ± 0.00 | 1.48 ± 0.00 | 0.700 ± 0.141 | 0.600 ± 0.141 |")
     without = tmp_path / "plain"
     for run in s.runs():
         run_dir(without, run).parent.mkdir(parents=True, exist_ok=True)
         write_run(run_dir(without, run), "npo", [record(0, 0.01, 0.8), record(1, 0.3, 0.75)], 1)
     collect(s, s.runs(), without, compare_groups=False)
     assert "MIA" not in (without / "results.md").read_text()
+    # A target far below the run (1e-320 is subnormal): the quotient would overflow to inf; the gain is still 315.
+    tiny = tmp_path / "tiny"
+    for run in s.runs():
+        run_dir(tiny, run).parent.mkdir(parents=True, exist_ok=True)
+        write_run(run_dir(tiny, run), "npo", [record(0, 1e-320, 0.8), record(1, 1e-5, 0.75)], 1)
+    (point,) = collect(s, s.runs(), tiny, compare_groups=False)["points"]
+    assert point["metrics"]["log10 forget quality gain"]["mean"] == pytest.approx(315, abs=0.01)
+    assert point["metrics"]["best FQ gain (log10) at MU ≥ 0.9×"]["mean"] == pytest.approx(315, abs=0.01)
+    # No epoch after the start kept 0.9× the utility: no number, not a gain of 0.
+    fell = tmp_path / "fell"
+    for run in s.runs():
+        run_dir(fell, run).parent.mkdir(parents=True, exist_ok=True)
+        write_run(run_dir(fell, run), "npo", [record(0, 0.01, 0.8), record(1, 0.3, 0.5)], 1)
+    (point,) = collect(s, s.runs(), fell, compare_groups=False)["points"]
+    assert point["metrics"]["best FQ gain (log10) at MU ≥ 0.9×"]["mean"] is None
+    assert point["metrics"]["log10 forget quality gain"]["mean"] == pytest.approx(1.48, abs=0.01)
 
 
 def test_the_tensorboard_trajectory_draws_the_runs_benchmark():

@@ -194,7 +194,7 @@ def test_forget_set_name_is_the_forget_files_stem():
 
 def test_a_files_run_is_named_after_its_forget_file_and_reports_no_forget_split(tmp_path, tiny_cache, capsys,
                                                                                 one_thread):
-    from unlearn.training.finetune import builtin_model_dir
+    from unlearn.training.model_cache import builtin_model_dir
 
     target = builtin_model_dir(load_config([TINY_CONFIG], [f"run.cache_dir={tiny_cache}"])) / "target"
     forget = _write(tmp_path / "my_authors.jsonl", _jsonl(ROWS[:4]))

@@ -162,7 +162,7 @@ def test_builtin_cache_folders_keep_their_names(tmp_path):
     from unlearn.config.schema import Config
     from unlearn.data.sources import builtin_benchmark_dir
     from unlearn.data.synthetic import BenchmarkSpec
-    from unlearn.training.finetune import builtin_model_dir
+    from unlearn.training.model_cache import builtin_model_dir
 
     spec = BenchmarkSpec()
     legacy = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
@@ -217,7 +217,7 @@ def test_models_trained_at_lower_precision_get_their_own_cache_folder(tmp_path, 
     # A bf16-true run once took the full-precision models' folder, and a later fp32 run unlearned bf16 weights.
     from unlearn.config.schema import Config
     from unlearn.training.assets import hazard_model_dir, muse_model_dir
-    from unlearn.training.finetune import builtin_model_dir, scratch_model_dir
+    from unlearn.training.model_cache import builtin_model_dir, scratch_model_dir
 
     def folders(value):
         cfg = Config()
@@ -237,7 +237,7 @@ def test_models_trained_on_a_gpu_get_their_own_cache_folder(tmp_path, monkeypatc
 
     from unlearn.config.schema import Config
     from unlearn.training.assets import hazard_model_dir, muse_model_dir
-    from unlearn.training.finetune import builtin_model_dir, scratch_model_dir, training_device
+    from unlearn.training.model_cache import builtin_model_dir, scratch_model_dir, training_device
 
     def folders(accelerator):
         cfg = Config()
@@ -261,7 +261,7 @@ def test_models_trained_on_local_data_are_keyed_by_its_content_not_its_place_or_
     import shutil
 
     from unlearn.config.schema import Config
-    from unlearn.training.finetune import scratch_model_dir
+    from unlearn.training.model_cache import scratch_model_dir
 
     cfg = Config()
     cfg.run.cache_dir = str(tmp_path / "cache")

@@ -11,7 +11,8 @@ from tests.test_compare import record, write_run
 from unlearn.cli import main
 from unlearn.config.loading import load_config
 from unlearn.errors import RunFolderError
-from unlearn.training.finetune import MANIFEST, builtin_model_dir, finetune, finetuned_model_dir
+from unlearn.training.finetune import finetune
+from unlearn.training.model_cache import MANIFEST, builtin_model_dir, finetuned_model_dir
 
 
 def _snapshot(folder):

@@ -47,9 +47,10 @@ STATISTICS = {"mean": "arithmetic mean over the seeds' runs", "sd": "sample stan
 def headline(shown: Display) -> tuple[str, ...]:
     """The columns of results.md after the setting, n and the two CIs (results.json holds these and every number
     of the selected epoch's record). TOFU: forget quality, model utility, model utility × start, forget ROUGE-L,
-    forget repetition, selected epoch, best FQ at MU ≥ 0.9×, target forget quality, log10 forget quality gain."""
+    forget repetition, selected epoch, best FQ at MU ≥ 0.9×, target forget quality, log10 forget quality gain,
+    best FQ gain (log10) at MU ≥ 0.9×."""
     forget, utility = shown.forget.title, shown.utility.title
-    gain = (f"log10 {forget} gain",) if shown.log_forget else ()
+    gain = (f"log10 {forget} gain", best_gain(shown.keys)) if shown.log_forget else ()
     return (forget, utility, f"{utility} × start", *(m.title for m in shown.collected), "selected epoch",
             best_metric(shown.keys), f"target {forget}", *gain)
 
@@ -59,7 +60,7 @@ def _digits(shown: Display) -> dict[str, str]:
     3 significant digits, p-values), the measure's own for the collected columns; else 3 decimals."""
     forget = shown.forget
     return {forget.title: forget.digits, f"log10 {forget.title}": forget.digits,
-            f"log10 {forget.title} gain": ".2f",
+            f"log10 {forget.title} gain": ".2f", best_gain(shown.keys): ".2f",
             f"target {forget.title}": forget.digits, best_metric(shown.keys): shown.selection.digits,
             shown.utility.title: shown.utility.digits,
             **{m.title: m.digits for m in (*shown.collected, *shown.optional)}}
@@ -78,7 +79,8 @@ def run_metrics(summary: dict, floor: float = UTILITY_FLOOR) -> dict[str, float 
     epoch's (the saved model); ``model utility × start`` is its utility over epoch 0's; ``best FQ at MU ≥ 0.9×``
     the best-forgetting epoch's forget quality among epochs that kept 0.9× the starting utility (``compare``'s
     column, None when none did); ``target ...`` epoch 0's; ``log10 forget quality gain`` (TOFU) the log10 of the
-    selected forget quality over the target's, which compares seeds whose targets lie decades apart; ``stopped
+    selected forget quality over the target's, which compares seeds whose targets lie decades apart, and ``best FQ
+    gain (log10) at MU ≥ 0.9×`` that of the best-within-utility one (None when no epoch kept it); ``stopped
     early`` 1 after a collapse stop, else 0; ``last ...`` the last evaluated epoch's; then every number of the
     selected epoch's record under its own key (``forget/rouge_l``...).
     """
@@ -95,7 +97,9 @@ def run_metrics(summary: dict, floor: float = UTILITY_FLOOR) -> dict[str, float 
     if shown.log_forget:  # forget quality is a p-value: its log is what varies across settings
         metrics[f"log10 {forget.title}"] = math.log10(value) if value else None
         # Within the run, against its own target: seeds whose targets sit decades apart still compare.
-        metrics[f"log10 {forget.title} gain"] = math.log10(value / target) if value and target else None
+        metrics[f"log10 {forget.title} gain"] = math.log10(value) - math.log10(target) if value and target else None
+        top = None if best is None else _number(best.get(forget.key))
+        metrics[best_gain(keys, floor)] = math.log10(top) - math.log10(target) if top and target else None
     metrics.update({
         utility.title: _number(chosen.get(utility.key)), f"{utility.title} × start": ratio,
         **{m.title: _number(chosen.get(m.key)) for m in shown.collected},
@@ -192,7 +196,14 @@ def _reading(shown: Display) -> str:
     return (f"{utility} × start is relative to the run's epoch 0; {best_metric(shown.keys)} is "
             f"{shown.selection_phrase} among epochs that kept {UTILITY_FLOOR:g}× the starting utility; "
             f"target {forget} is epoch 0's" + (f"; log10 {forget} gain is the log10 of the selected epoch's {forget} "
-                                               "over the target's, run by run." if shown.log_forget else "."))
+                                               f"over the target's, run by run, and {best_gain(shown.keys)} that "
+                                               f"of {best_metric(shown.keys)}." if shown.log_forget else "."))
+
+
+def best_gain(keys, floor: float = UTILITY_FLOOR) -> str:
+    """The name of the best-within-utility forget quality's log10 gain over the target (TOFU): ``best FQ gain
+    (log10) at MU ≥ 0.9×``, the tuning criterion read against each seed's own target."""
+    return best_metric(keys, floor).replace(" at ", " gain (log10) at ", 1)
 
 
 def group_table(points: list[dict]) -> list[str]:
@@ -225,7 +236,7 @@ def results_markdown(sweep: SweepFile, points: list[dict], extra: list[str] = ()
              f"From `{sweep.path}`: {seeds}.", "",
              "Each number is the mean ± sd over the setting's finished runs (sd with ddof = 1; n = finished runs / "
              "planned). The CI columns are 95% percentile bootstrap intervals of the mean over the seeds (1000 "
-             "resamples, fixed seed) over the seeds; each run's own intervals over its questions, where its folder "
+             "resamples, fixed seed); each run's own intervals over its questions, where its folder "
              "has the selected epoch's per-question values, are in the last section. "
              f"Numbers are those of each run's selected epoch (its saved model); {reading}", ""]
     for group in dict.fromkeys(p["group"] for p in points):

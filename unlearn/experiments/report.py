@@ -35,7 +35,7 @@ from unlearn.names import format_number
 from unlearn.errors import UnlearnError
 from unlearn.reporting.runs import load_run
 from unlearn.reporting.display import Display, display_of
-from unlearn.reporting.stats import mean_history
+from unlearn.reporting.stats import finite, mean_history
 
 ALPHA, POWER = 0.05, 0.8
 Z_SUM = statistics.NormalDist().inv_cdf(1 - ALPHA / 2) + statistics.NormalDist().inv_cdf(POWER)  # 1.96 + 0.84
@@ -167,7 +167,7 @@ def _history(folder: Path) -> list[dict] | None:
 def _fewer(histories: list[list[dict]], epoch: int, key: str) -> str:
     """`` (n = k)`` when only k of the setting's runs have this number at this epoch (a collapse stop, or a
     measure added after some runs finished), so a mean over fewer runs is not read as one over all."""
-    n = sum(isinstance(r.get(key), (int, float)) for h in histories for r in h if r["epoch"] == epoch)
+    n = len(finite(r.get(key) for h in histories for r in h if r["epoch"] == epoch))  # the values the mean took
     return f" (n = {n})" if 0 < n < len(histories) else ""
 
 

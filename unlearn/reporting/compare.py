@@ -34,7 +34,7 @@ from unlearn.reporting.plots import save_png, trajectory_figure
 from unlearn.reporting.robustness import robustness_figure, robustness_notes, robustness_table
 from unlearn.reporting.runs import (TOFU, MixedBenchmarksError, NotARunError, best_within_utility, common_benchmark,
                                     load_run, run_benchmark, selected_epoch)
-from unlearn.reporting.stats import describe, format_stat, mean_history, mean_sd, seed_groups
+from unlearn.reporting.stats import describe, finite, format_stat, mean_history, mean_sd, seed_groups
 
 # Reading runs (unlearn.reporting.runs) is part of this module's interface: the sweep and the tests use it from here.
 __all__ = ["UTILITY_FLOOR", "MixedBenchmarksError", "NotARunError", "best_within_utility", "common_benchmark",
@@ -101,7 +101,7 @@ def group_row(name: str, summaries: list[dict], floor: float = UTILITY_FLOOR) ->
     shown = display_of(keys)
 
     def cell(values, digits: str = ".3f") -> str:
-        return format_stat(describe(list(values)), digits, ci=False)
+        return counted(list(values), digits)
 
     def measure(m, records) -> str:
         return cell((r.get(m.key) for r in records), m.digits)
@@ -136,7 +136,7 @@ def reference_rows(summaries: list[dict]) -> list[dict[str, str]]:
     def cell(m, records: list[dict]) -> str:
         if len(records) == 1:
             return m.cell(records[0])
-        return format_stat(describe([r.get(m.key) for r in records]), m.digits, ci=False)
+        return counted([r.get(m.key) for r in records], m.digits)
 
     return [{"run": "" if len(summaries) == 1 else f"(n={len(summaries)} models)", "method": method,
              "forget split": _split(summaries[0]),
@@ -144,6 +144,13 @@ def reference_rows(summaries: list[dict]) -> list[dict[str, str]]:
              _utility_column(shown): cell(shown.utility, records), "selected epoch": "", _last_column(shown): "",
              "stopped": ""}
             for method, records in (("target (before unlearning)", starts), ("retain model", retains))]
+
+
+def counted(values: list, digits: str) -> str:
+    """Mean ± sd of ``values`` (one per run or model), `` (n=k)`` after it when only k of them have a number (a
+    measure added after some runs finished), so a mean over fewer is not read as one over all."""
+    k = len(finite(values))
+    return format_stat(describe(values), digits, ci=False) + (f" (n={k})" if 0 < k < len(values) else "")
 
 
 def models_of(summaries: list[dict]) -> dict[str, list[dict]]:
@@ -225,7 +232,8 @@ def compare(run_dirs: list[str | Path], out: str | Path, title: str | None = Non
              f"{shown.utility.title} in brackets is relative to the run's epoch 0. {shown.table_note}"
              f"The last column is {shown.selection_phrase} among evaluated epochs whose utility stayed at least "
              f"{utility_floor:g}× the run's epoch 0 (none: no epoch did). A row `name (n=k)` holds k runs of one "
-             "setting over seeds: each number is their mean ± sd (sd with ddof = 1), and its figure the mean per "
+             "setting over seeds: each number is their mean ± sd (sd with ddof = 1; `(n=k)` after it: only k of "
+             "them have that number), and its figure the mean per "
              "epoch with ±1 sd error bars; where the seeds trained their own target and retain models, the "
              "reference rows are mean ± sd over those models, `(n=k models)`, and the figure's retain model "
              "their mean.", ""]

@@ -118,7 +118,7 @@ def trained_models_dir(cfg: Config) -> Path | None:
     ``cfg`` (the built-in benchmarks' and ``model.from_scratch``'s), or None when it trains none (``model.path``)."""
     if cfg.model.path is not None:
         return None
-    from unlearn.training.finetune import builtin_model_dir, scratch_model_dir
+    from unlearn.training.model_cache import builtin_model_dir, scratch_model_dir
 
     if cfg.data.source == "builtin":
         return builtin_model_dir(cfg)
@@ -148,7 +148,7 @@ def muse_model_dir(cfg: Config) -> Path:
     """Cache folder of the MUSE-format built-in models, keyed by everything that changes their weights
     (the generator's version too: a new benchmark is never paired with models of the old one)."""
     from unlearn.data.muse_synthetic import GENERATOR_VERSION
-    from unlearn.training.finetune import model_cache_dir
+    from unlearn.training.model_cache import model_cache_dir
 
     return model_cache_dir(cfg, "muse-builtin", {"data": asdict(cfg.data.muse_builtin), "version": GENERATOR_VERSION})
 
@@ -194,7 +194,7 @@ def finetune_muse_builtin(cfg: Config, source: Path) -> dict[str, Path]:
 def hazard_model_dir(cfg: Config) -> Path:
     """Cache folder of the WMDP stand-in's built-in models, keyed by everything that changes their weights:
     the spec, the question style they learn (``eval.choice_style``), the model, the fine-tuning settings."""
-    from unlearn.training.finetune import model_cache_dir
+    from unlearn.training.model_cache import model_cache_dir
 
     return model_cache_dir(cfg, "hazard-builtin", {"data": asdict(cfg.data.hazard_builtin),
                                                    "style": cfg.eval.choice_style})

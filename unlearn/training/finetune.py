@@ -11,7 +11,8 @@ later runs reuse them (``models/builtin-<key>``, where the default ``fit`` looks
 user's model (``model.path``) is fine-tuned into ``--out`` or ``models/finetuned-<name>-<key>``,
 never into the built-in folder: each key identifies what was trained (the starting model's files
 or hub revision, the benchmark's files, the fine-tuning settings), and the folder records it in
-``finetune.json`` so that models trained from something else are never taken for these.
+``finetune.json`` so that models trained from something else are never taken for these
+(:mod:`unlearn.training.model_cache`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -28,19 +28,17 @@ import torch
 from unlearn.config.schema import Config
 from unlearn.data.formatting import PromptFormat
 from unlearn.data.sources import is_local, load_split, retain_split_for
-from unlearn.errors import ConfigError, ModelLoadError, RunFolderError
-from unlearn.files import atomic_folder, atomic_write_text, check_writable
-from unlearn.identity import data_identity, model_identity, short_hash, stable_json
+from unlearn.errors import ConfigError, ModelLoadError
+from unlearn.files import atomic_folder, check_writable
 from unlearn.models.context import check_context_length
 from unlearn.models.loading import build_tiny_llama, load_tokenizer, train_tokenizer
 from unlearn.models.policy import build_policy
 from unlearn.models.saving import save_pretrained_atomic
+from unlearn.training.model_cache import builtin_model_dir, claim, finetuned_model_dir, scratch_model_dir
 from unlearn.training.sft import train_on_rows
 
 log = logging.getLogger(__name__)
 GENERAL_SPLITS = ("real_authors_perturbed", "world_facts_perturbed")
-HOLDOUT_PREFIX = "holdout"  # TOFU's holdoutXX.json: authors no model is trained on
-MANIFEST = "finetune.json"  # what the models in a fine-tuning folder were trained from (user models)
 
 
 def benchmark_texts(source: Path) -> list[str]:
@@ -76,51 +74,6 @@ def finetune_rows(source: Path, split: str, builtin: bool) -> list[dict]:
         for name in GENERAL_SPLITS:
             rows += [{"question": r["question"], "answer": r["answer"]} for r in load_split(source, name)]
     return rows
-
-
-def trained_on(cfg: Config) -> dict:
-    """The part of a built-in model's cache key that the machine makes: nothing on the CPU at full precision (so the
-    models cached before it was keyed keep their folders), else the precision and the device. Models trained in
-    ``bf16-true`` or ``bf16-mixed``, or on a GPU, have other weights: the same seed's fp32 TOFU target from scratch
-    had model utility 0.453 on a CPU and 0.396 on an H200, and neither must be taken for the other."""
-    precision = str(cfg.trainer.precision)
-    device = training_device(cfg.trainer.accelerator)
-    return {**({} if precision in ("32-true", "32") else {"precision": precision}),
-            **({} if device == "cpu" else {"device": device})}
-
-
-def training_device(accelerator: str) -> str:
-    """The device Lightning trains on for ``trainer.accelerator``: ``cuda``, ``mps`` or ``cpu`` (``auto`` takes a
-    GPU when torch sees one)."""
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return "cuda"
-    if accelerator in ("auto", "gpu", "mps") and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def model_cache_dir(cfg: Config, prefix: str, identity: dict) -> Path:
-    """``<run.cache_dir>/models/<prefix>-<hash>``: the folder of built-in models trained from ``identity`` (the data
-    they learn, in the words of each benchmark) with what every built-in model's weights depend on: the
-    architecture, ``finetune.*``, ``data.max_length``, ``run.seed``, and :func:`trained_on`."""
-    key = {**identity, "model": asdict(cfg.model.builtin), "finetune": asdict(cfg.finetune),
-           "max_length": cfg.data.max_length, "seed": cfg.run.seed, **trained_on(cfg)}
-    return Path(cfg.run.cache_dir).expanduser() / "models" / f"{prefix}-{short_hash(stable_json(key), length=12)}"
-
-
-def builtin_model_dir(cfg: Config) -> Path:
-    """Cache folder of the built-in models, keyed by everything that changes their weights."""
-    return model_cache_dir(cfg, "builtin", {
-        "data": asdict(cfg.data.builtin), "format": cfg.model.prompt_format,
-        "tokenizer_texts": "with-holdout"})  # models whose tokenizer never saw the holdout stay apart
-
-
-def scratch_model_dir(cfg: Config, source: Path | str) -> Path:
-    """Cache folder of the models trained from scratch on a TOFU-format folder (``model.from_scratch``), keyed by
-    its files and everything else that changes their weights."""
-    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(str(source).rstrip("/")).name)
-    return model_cache_dir(cfg, f"scratch-{name or 'data'}",
-                           {"data": _data_identity(source), "format": cfg.model.prompt_format})
 
 
 def check_finetune_inputs(cfg: Config, out: str | Path | None = None) -> None:
@@ -160,52 +113,6 @@ def check_starting_model(cfg: Config) -> None:
                              "saved to (save_pretrained: config.json, weights, tokenizer files), or a hub id.")
     load_tokenizer(cfg.model.tokenizer or path, cfg.model.trust_remote_code)  # a hub id that cannot be reached fails
     check_context_length([path], cfg.data.max_length, cfg.model.trust_remote_code)
-
-
-def finetune_key(cfg: Config, source: Path | str) -> dict:
-    """What identifies the models fine-tuned from ``cfg.model.path``: starting model, data, settings."""
-    key = {"model": model_identity(cfg.model.path),
-           "tokenizer": model_identity(cfg.model.tokenizer) if cfg.model.tokenizer else None,
-           "data": _data_identity(source),
-           "finetune": asdict(cfg.finetune), "format": cfg.model.prompt_format, "max_length": cfg.data.max_length,
-           "template_kwargs": cfg.model.chat_template_kwargs,
-           "seed": cfg.run.seed, "dtype": cfg.model.dtype, "precision": cfg.trainer.precision}
-    if cfg.model.system_prompt is not None:  # only then: models fine-tuned without one keep their folder
-        key["system_prompt"] = cfg.model.system_prompt
-    return key
-
-
-def _data_identity(source: Path | str) -> dict:
-    """A folder's data by content, or the hub id; holdout files left out (no model trains on them, and a cached
-    built-in benchmark gains them later: models fine-tuned on it keep their key)."""
-    return data_identity(source, leave_out=HOLDOUT_PREFIX)
-
-
-def finetuned_model_dir(cfg: Config, source: Path | str) -> Path:
-    """Cache folder of the models fine-tuned from ``cfg.model.path``; never a built-in model's folder."""
-    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(str(cfg.model.path).rstrip("/")).name)
-    return (Path(cfg.run.cache_dir).expanduser() / "models" /
-            f"finetuned-{name or 'model'}-{short_hash(finetune_key(cfg, source))}")
-
-
-def _claim(out_dir: Path, key: dict, roles: list[Path]) -> None:
-    """Record ``key`` in ``out_dir`` (a user model's folder), or refuse models trained from something else.
-
-    Raises:
-        RunFolderError: the folder holds models without a record, or a record of another key.
-    """
-    manifest = out_dir / MANIFEST
-    try:
-        recorded = json.loads(manifest.read_text()) if manifest.is_file() else None
-    except (OSError, ValueError):
-        recorded = {}  # unreadable: not a record of these settings
-    if recorded is None and not any(p.exists() for p in roles):
-        atomic_write_text(manifest, json.dumps(key, indent=2))
-    elif recorded != json.loads(json.dumps(key)):
-        what = "models without a record of what they were trained from" if recorded is None else \
-            "models trained from another model, data or settings"
-        raise RunFolderError(f"{out_dir} already holds {what} ({MANIFEST}); they are neither reused nor replaced. "
-                             "Choose another --out, or delete that folder.")
 
 
 def builtin_tokenizer(tok_dir: Path, texts, vocab_size: int):
@@ -261,7 +168,7 @@ def finetune(cfg: Config, source: Path, out_dir: Path | None = None, builtin: bo
     if not builtin:
         check_forget_split(cfg, source)
         out_dir.mkdir(parents=True, exist_ok=True)
-        _claim(out_dir, finetune_key(cfg, source), list(paths.values()))
+        claim(out_dir, cfg, source, list(paths.values()))
     if all(p.is_dir() for p in paths.values()):
         return paths
     out_dir.mkdir(parents=True, exist_ok=True)
