@@ -174,13 +174,20 @@ def test_seeds_that_trained_their_own_models_show_the_models_mean(tmp_path):
               for seed in (1, 2)]
     table = compare(shared, tmp_path / "shared")["table"].read_text()
     assert "|  | target (before unlearning) | forget10 | 0.002 |" in table and "| (n=2 models) |" not in table
+    # One pair whose cache folder was renamed between the seeds' runs (same models, same numbers): still one pair.
+    for seed, folder in enumerate(shared, 1):
+        summary = json.loads((folder / "summary.json").read_text())
+        summary.update(target_model=f"/cache/key{seed}/target", retain_model=f"/cache/key{seed}/retain90")
+        (folder / "summary.json").write_text(json.dumps(summary))
+    table = compare(shared, tmp_path / "renamed")["table"].read_text()
+    assert "|  | target (before unlearning) | forget10 | 0.002 |" in table and "| (n=2 models) |" not in table
 
 
 def test_a_number_only_some_seeds_have_says_how_many(tmp_path):
     # Seed 1 predates the short-answer rate (a measure added later): its mean is seed 2's alone, and says so.
     folders = []
     for seed, short in ((1, None), (2, 0.25)):
-        history = [record(0, 0.002, 0.75), record(1, 0.1, 0.6)]
+        history = [record(0, 0.001 * seed, 0.75), record(1, 0.1, 0.6)]  # each seed its own target
         for r in history:
             r.pop("forget/short_answers") if short is None else r.update({"forget/short_answers": short})
         folder = write_run(tmp_path / f"npo_f10_seed{seed}", "npo", history, 1)

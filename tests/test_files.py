@@ -206,9 +206,9 @@ def test_model_identity_changes_with_a_weight_file_or_config_json(tmp_path):
 def test_model_identity_of_a_hub_id_follows_the_cached_revision(monkeypatch):
     import unlearn.identity as identity
 
-    monkeypatch.setattr(identity, "_hub_revision", lambda model_id: None)
+    monkeypatch.setattr(identity, "_hub_revision", lambda repo_id, repo_type=None: None)
     assert model_identity("org/not-cached") == {"id": "org/not-cached"}
-    monkeypatch.setattr(identity, "_hub_revision", lambda model_id: "abc123")
+    monkeypatch.setattr(identity, "_hub_revision", lambda repo_id, repo_type=None: "abc123")
     assert model_identity("org/model") == {"id": "org/model", "revision": "abc123"}
 
 

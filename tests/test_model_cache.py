@@ -91,3 +91,30 @@ def test_a_fine_tuned_cache_folder_of_the_earlier_key_is_taken_over(tmp_path):
     legacy.mkdir(parents=True)
     folder = finetuned_model_dir(cfg, data)
     assert folder.is_dir() and not legacy.exists() and folder.name.startswith("finetuned-my-model-")
+
+
+def test_only_the_files_finetune_reads_make_the_key(tmp_path):
+    cfg, data = _cfg(tmp_path), _data(tmp_path / "tofu")
+    first = scratch_model_dir(cfg, data)
+    (data / ".ipynb_checkpoints").mkdir()
+    (data / ".ipynb_checkpoints" / "full-checkpoint.json").write_text("[]")  # not read by finetune
+    (data / "notes.txt").write_text("where these files came from")
+    assert scratch_model_dir(cfg, data) == first
+    (data / "idontknow.jsonl").write_text("I don't know.\n")  # the built-in tokenizer learns its text
+    assert scratch_model_dir(cfg, data) != first
+
+
+def test_a_hub_dataset_is_keyed_by_its_cached_dataset_revision(monkeypatch):
+    import huggingface_hub
+
+    from unlearn.identity import data_identity
+
+    asked = []
+
+    def snapshot_download(repo_id, repo_type=None, local_files_only=False):
+        asked.append((repo_id, repo_type, local_files_only))
+        return f"/hub/datasets--{repo_id.replace('/', '--')}/snapshots/abc123"
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    assert data_identity("locuslab/TOFU") == {"id": "locuslab/TOFU", "revision": "abc123"}
+    assert asked == [("locuslab/TOFU", "dataset", True)]  # a dataset's snapshot, never a download

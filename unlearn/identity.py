@@ -13,6 +13,7 @@ from typing import Any
 # Files whose change changes a model: weights, its configuration, and its tokenizer (JSON, a
 # sentencepiece .model, or merges.txt / vocab.txt).
 MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".model", ".txt")
+DATA_FILES = "*.json*"  # what finetune reads of a data folder, at its top: <split>.json, idontknow.jsonl
 
 
 def stable_json(obj: Any) -> str:
@@ -37,12 +38,13 @@ def short_hash(payload: Any, length: int = 16) -> str:
     return hashlib.sha256(payload).hexdigest()[:length]
 
 
-def _hub_revision(model_id: str) -> str | None:
-    """The commit of the locally cached snapshot of a hub id, or None (not cached, or not a hub id)."""
+def _hub_revision(repo_id: str, repo_type: str | None = None) -> str | None:
+    """The commit of the locally cached snapshot of a hub id (a model's, or ``repo_type="dataset"``), or None (not
+    cached, or not a hub id)."""
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(model_id, local_files_only=True)).name
+        return Path(snapshot_download(repo_id, repo_type=repo_type, local_files_only=True)).name
     except Exception:  # not cached, not a valid id, no huggingface_hub: the id is all there is to go on
         return None
 
@@ -61,8 +63,12 @@ def model_identity(path: str | Path) -> dict:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES)
         return {"path": str(folder.resolve()),
                 "files": [[p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
-    identity = {"id": str(path)}
-    revision = _hub_revision(str(path))
+    return _hub_identity(str(path))
+
+
+def _hub_identity(repo_id: str, repo_type: str | None = None) -> dict:
+    identity = {"id": repo_id}
+    revision = _hub_revision(repo_id, repo_type)
     if revision is not None:
         identity["revision"] = revision
     return identity
@@ -76,19 +82,20 @@ def tokenizer_fingerprint(tokenizer) -> str:
 def data_identity(path: str | Path, leave_out: str | None = None) -> dict:
     """What identifies a dataset for a cache key: a local folder's files by content, else the hub id.
 
-    A local folder gives the relative path and SHA-256 of every file with a suffix of
-    :data:`MODEL_FILE_SUFFIXES` (TOFU's .json files), those whose name starts with ``leave_out`` left
-    out; neither its place nor its files' times count. A model's weights are keyed by size and time
-    (gigabytes are slow to hash), but data is small, and models trained on it can take an hour on a
-    CPU: a copy, a restore or a move of the same files must find them again, not train them anew.
-    Anything else goes by :func:`model_identity` (the hub id and its cached revision).
+    A local folder gives the name and SHA-256 of every file ``finetune`` reads in it (:data:`DATA_FILES`: TOFU's
+    split files and ``idontknow.jsonl``, whose text the built-in tokenizer learns), those whose name starts with
+    ``leave_out`` left out; neither its place, its name nor its files' times count, nor anything else in it
+    (subfolders, notes, checkpoints). A model's weights are keyed by size and time (gigabytes are slow to hash),
+    but data is small, and models trained on it can take an hour on a CPU: a copy, a restore or a move of the same
+    files must find them again, not train them anew. Anything else is a hub dataset: its id and the revision of its
+    cached snapshot.
     """
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        return model_identity(path)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES
+        return _hub_identity(str(path), "dataset")
+    files = sorted(p for p in folder.glob(DATA_FILES) if p.is_file()
                    and not (leave_out and p.name.startswith(leave_out)))
-    return {"files": [[p.relative_to(folder).as_posix(), _file_sha256(p)] for p in files]}
+    return {"files": [[p.name, _file_sha256(p)] for p in files]}
 
 
 def _file_sha256(path: Path) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from unlearn.errors import RunFolderError, UnlearnError
 from unlearn.files import atomic_write_text
+from unlearn.identity import stable_json
 from unlearn.names import BenchmarkKeys, format_number
 from unlearn.reporting.display import Display, display_of
 from unlearn.reporting.plots import save_png, trajectory_figure
@@ -154,11 +155,15 @@ def counted(values: list, digits: str) -> str:
 
 
 def models_of(summaries: list[dict]) -> dict[str, list[dict]]:
-    """Per forget split, one run for each distinct target and retain model pair (seeds that train their own
-    models have one each), preferring a run that also recorded the retain model's fluency."""
+    """Per forget split, one run for each distinct target and retain model pair (seeds that train their own models
+    have one each), preferring one that recorded the retain model's fluency. A pair is known by what its models
+    measured, not by their paths: a cache folder renamed between runs is still one pair."""
     chosen: dict[tuple, dict] = {}
     for summary in summaries:
-        key = (_split(summary), summary.get("target_model"), summary.get("retain_model"))
+        evaluation = summary["evaluation"]
+        measured = (stable_json(evaluation.get("target")), stable_json(evaluation.get("retain")))
+        key = (_split(summary), *(measured if evaluation.get("target") else
+                                  (summary.get("target_model"), summary.get("retain_model"))))
         if key not in chosen or (summary["evaluation"].get("retain_fluency")
                                  and not chosen[key]["evaluation"].get("retain_fluency")):
             chosen[key] = summary
