@@ -274,8 +274,10 @@ def test_models_trained_on_local_data_are_keyed_by_its_content_not_its_place_or_
     shutil.copytree(data, copy)  # another place, new times
     os.utime(copy / "full.json", ns=(1, 1))
     assert scratch_model_dir(cfg, copy) == first
-    (copy / "holdout10.json").write_text("[]")  # no model trains on the holdout authors
     (copy / "README.md").write_text("not data")
     assert scratch_model_dir(cfg, copy) == first
+    (copy / "holdout10.json").write_text("[]")  # no model trains on them, but the tokenizer learns their text
+    assert scratch_model_dir(cfg, copy) != first
+    (copy / "holdout10.json").unlink()
     (copy / "full.json").write_text('[{"question": "q", "answer": "b"}]')  # same size, other content
     assert scratch_model_dir(cfg, copy) != first

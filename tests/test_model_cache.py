@@ -42,6 +42,34 @@ def test_models_cached_under_the_earlier_key_of_unchanged_files_are_taken_over(t
     assert scratch_model_dir(cfg, data) == folder  # found again, now under its own key
 
 
+def test_the_folder_an_earlier_release_named_is_taken_over(tmp_path):
+    # The earlier key written out by hand, as releases before content keys built it: the folder's resolved path,
+    # and each file's relative path, size and modification time (holdout files left out).
+    cfg, data = _cfg(tmp_path), _data(tmp_path / "tofu")
+    (data / "holdout10.json").write_text("[]")
+    files = [[name, (data / name).stat().st_size, (data / name).stat().st_mtime_ns]
+             for name in ("forget10.json", "full.json")]
+    legacy = model_cache_dir(cfg, "scratch-tofu", {"data": {"path": str(data.resolve()), "files": files},
+                                                   "format": cfg.model.prompt_format})
+    (legacy / "target").mkdir(parents=True)
+    assert (scratch_model_dir(cfg, data) / "target").is_dir() and not legacy.exists()
+
+
+def test_models_of_a_hub_dataset_are_not_taken_for_its_cached_revision(tmp_path, monkeypatch):
+    # The earlier key of a hub dataset was its id alone: which revision those models learned is unknown.
+    import unlearn.identity as identity
+    from unlearn.identity import short_hash
+
+    cfg = _user_model(tmp_path)
+    legacy = tmp_path / "cache" / "models" / \
+        f"finetuned-my-model-{short_hash(finetune_key(cfg, 'org/data', {'id': 'org/data'}))}"
+    legacy.mkdir(parents=True)
+    # A dataset's snapshot is cached; as a model repo (how the earlier key looked it up) the id has none.
+    monkeypatch.setattr(identity, "_hub_revision", lambda repo_id, repo_type=None: repo_type and "abc123")
+    folder = finetuned_model_dir(cfg, "org/data")
+    assert folder != legacy and not folder.exists() and legacy.is_dir()
+
+
 def test_models_of_files_changed_since_are_not_taken_over(tmp_path):
     cfg, data = _cfg(tmp_path), _data(tmp_path / "tofu")
     legacy = _legacy_scratch_dir(cfg, data)

@@ -28,13 +28,12 @@ from pathlib import Path
 
 from unlearn.errors import RunFolderError, UnlearnError
 from unlearn.files import atomic_write_text
-from unlearn.identity import stable_json
 from unlearn.names import BenchmarkKeys, format_number
 from unlearn.reporting.display import Display, display_of
 from unlearn.reporting.plots import save_png, trajectory_figure
 from unlearn.reporting.robustness import robustness_figure, robustness_notes, robustness_table
 from unlearn.reporting.runs import (TOFU, MixedBenchmarksError, NotARunError, best_within_utility, common_benchmark,
-                                    load_run, run_benchmark, selected_epoch)
+                                    forget_split_of, load_run, models_of, run_benchmark, selected_epoch)
 from unlearn.reporting.stats import describe, finite, format_stat, mean_history, mean_sd, seed_groups
 
 # Reading runs (unlearn.reporting.runs) is part of this module's interface: the sweep and the tests use it from here.
@@ -69,10 +68,6 @@ def table_columns(benchmark: BenchmarkKeys = TOFU, floor: float = UTILITY_FLOOR)
             floor_column(floor, benchmark))
 
 
-def _split(summary: dict) -> str:
-    return summary.get("forget_split") or summary.get("forget_set") or ""
-
-
 def _stopped(evaluation: dict) -> str:
     return f"epoch {evaluation['stopped_epoch']} (collapse)" if evaluation.get("stopped_epoch") is not None else "no"
 
@@ -85,7 +80,7 @@ def run_row(name: str, summary: dict, floor: float = UTILITY_FLOOR) -> dict[str,
     history, selected = evaluation["history"], evaluation["selected_epoch"]
     chosen, ratio = selected_epoch(evaluation)
     last, best = history[-1], best_within_utility(history, floor, keys)
-    row = {"run": name, "method": summary["loss"], "forget split": _split(summary),
+    row = {"run": name, "method": summary["loss"], "forget split": forget_split_of(summary),
            **{m.title: m.cell(chosen) for m in (shown.forget, *shown.before, *shown.after)}}
     row[_utility_column(shown)] = f"{shown.utility.cell(chosen)} ({format_number(ratio, '.2f')}×)"
     row.update({"selected epoch": str(selected),
@@ -114,7 +109,7 @@ def group_row(name: str, summaries: list[dict], floor: float = UTILITY_FLOOR) ->
     bests = [best_within_utility(e["history"], floor, keys) for e in evaluations]
     stopped = sum(e.get("stopped_epoch") is not None for e in evaluations)
     missing = sum(b is None for b in bests)
-    row = {"run": f"{name} (n={len(summaries)})", "method": summaries[0]["loss"], "forget split": _split(summaries[0]),
+    row = {"run": f"{name} (n={len(summaries)})", "method": summaries[0]["loss"], "forget split": forget_split_of(summaries[0]),
            **{m.title: measure(m, records) for m in (shown.forget, *shown.before, *shown.after)}}
     row[_utility_column(shown)] = f"{measure(shown.utility, records)} ({cell((r for _, r in chosen), '.2f')}×)"
     row.update({"selected epoch": cell((e["selected_epoch"] for e in evaluations), ".1f"),
@@ -140,7 +135,7 @@ def reference_rows(summaries: list[dict]) -> list[dict[str, str]]:
         return counted([r.get(m.key) for r in records], m.digits)
 
     return [{"run": "" if len(summaries) == 1 else f"(n={len(summaries)} models)", "method": method,
-             "forget split": _split(summaries[0]),
+             "forget split": forget_split_of(summaries[0]),
              **{m.title: cell(m, records) for m in (shown.forget, *shown.before, *shown.after)},
              _utility_column(shown): cell(shown.utility, records), "selected epoch": "", _last_column(shown): "",
              "stopped": ""}
@@ -152,25 +147,6 @@ def counted(values: list, digits: str) -> str:
     measure added after some runs finished), so a mean over fewer is not read as one over all."""
     k = len(finite(values))
     return format_stat(describe(values), digits, ci=False) + (f" (n={k})" if 0 < k < len(values) else "")
-
-
-def models_of(summaries: list[dict]) -> dict[str, list[dict]]:
-    """Per forget split, one run for each distinct target and retain model pair (seeds that train their own models
-    have one each), preferring one that recorded the retain model's fluency. A pair is known by what its models
-    measured, not by their paths: a cache folder renamed between runs is still one pair."""
-    chosen: dict[tuple, dict] = {}
-    for summary in summaries:
-        evaluation = summary["evaluation"]
-        measured = (stable_json(evaluation.get("target")), stable_json(evaluation.get("retain")))
-        key = (_split(summary), *(measured if evaluation.get("target") else
-                                  (summary.get("target_model"), summary.get("retain_model"))))
-        if key not in chosen or (summary["evaluation"].get("retain_fluency")
-                                 and not chosen[key]["evaluation"].get("retain_fluency")):
-            chosen[key] = summary
-    splits: dict[str, list[dict]] = {}
-    for (split, *_), summary in chosen.items():
-        splits.setdefault(split, []).append(summary)
-    return splits
 
 
 def comparison_table(runs: dict[str, dict | list[dict]], floor: float = UTILITY_FLOOR) -> str:

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from unlearn.errors import UnlearnError
+from unlearn.identity import stable_json
 from unlearn.names import BENCHMARKS, BenchmarkKeys
 from unlearn.reporting.robustness import read_robustness
 
@@ -125,3 +126,27 @@ def best_within_utility(history: list[dict], floor: float, benchmark: BenchmarkK
     return max(((s, r) for s, r in scored if s is not None), key=lambda pair: pair[0], default=(None, None))[1]
 
 
+def forget_split_of(summary: dict) -> str:
+    """The run's forget split (TOFU, MUSE's ``forget_set``), or ""."""
+    return summary.get("forget_split") or summary.get("forget_set") or ""
+
+
+def models_of(summaries: list[dict]) -> dict[str, list[dict]]:
+    """Per forget split, one run for each distinct target and retain model pair (seeds that train their own models
+    have one each), preferring one that recorded the retain model's fluency. Runs share a pair when they name the
+    same model paths or measured the same numbers for both models (a cache folder renamed between runs)."""
+    pairs: list[tuple[set, list[dict]]] = []  # the keys each pair is known by, and its runs
+    for summary in summaries:
+        evaluation, split = summary["evaluation"], forget_split_of(summary)
+        keys = {("paths", split, summary["target_model"], summary.get("retain_model"))} \
+            if summary.get("target_model") else set()
+        if evaluation.get("target"):
+            keys.add(("numbers", split, stable_json(evaluation["target"]), stable_json(evaluation.get("retain"))))
+        same = [i for i, (known, _) in enumerate(pairs) if known & keys]
+        pairs = [*(pair for i, pair in enumerate(pairs) if i not in same),
+                 (keys.union(*(pairs[i][0] for i in same)), [*(r for i in same for r in pairs[i][1]), summary])]
+    splits: dict[str, list[dict]] = {}
+    for _, runs in pairs:
+        splits.setdefault(forget_split_of(runs[0]), []).append(
+            next((r for r in runs if r["evaluation"].get("retain_fluency")), runs[0]))
+    return splits

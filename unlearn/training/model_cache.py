@@ -68,16 +68,18 @@ def builtin_model_dir(cfg: Config) -> Path:
 
 def scratch_model_dir(cfg: Config, source: Path | str) -> Path:
     """Cache folder of the models trained from scratch on a TOFU-format folder (``model.from_scratch``), keyed by
-    its files' content and everything else that changes their weights. The folder's name shows the data folder's
-    (``scratch-tofu-<hash>``) but only the hash finds it: the same files under another name find the same models."""
+    its files' content, holdout files included (their tokenizer learns every file's text: ``benchmark_texts``), and
+    everything else that changes their weights. The folder's name shows the data folder's (``scratch-tofu-<hash>``)
+    but only the hash finds it: the same files under another name find the same models."""
     name = _folder_name(source) or "data"
-    folder = model_cache_dir(cfg, f"scratch-{name}", {"data": _data_identity(source),
+    folder = model_cache_dir(cfg, f"scratch-{name}", {"data": data_identity(source),
                                                       "format": cfg.model.prompt_format})
     found = sorted(folder.parent.glob(f"scratch-*-{folder.name.rsplit('-', 1)[1]}"))
     if found and not folder.exists():
         return found[0]
-    return _take_over(folder, model_cache_dir(cfg, f"scratch-{name}", {
-        "data": _legacy_data_identity(source), "format": cfg.model.prompt_format}))
+    legacy = _legacy_data_identity(source)
+    return _take_over(folder, legacy and model_cache_dir(cfg, f"scratch-{name}", {
+        "data": legacy, "format": cfg.model.prompt_format}))
 
 
 def finetune_key(cfg: Config, source: Path | str, data: dict | None = None) -> dict:
@@ -98,9 +100,9 @@ def finetuned_model_dir(cfg: Config, source: Path | str) -> Path:
     """Cache folder of the models fine-tuned from ``cfg.model.path``; never a built-in model's folder."""
     name = _folder_name(cfg.model.path) or "model"
     models = Path(cfg.run.cache_dir).expanduser() / "models"
-    legacy = finetune_key(cfg, source, _legacy_data_identity(source))
+    legacy = _legacy_data_identity(source)
     return _take_over(models / f"finetuned-{name}-{short_hash(finetune_key(cfg, source))}",
-                      models / f"finetuned-{name}-{short_hash(legacy)}")
+                      legacy and models / f"finetuned-{name}-{short_hash(finetune_key(cfg, source, legacy))}")
 
 
 def claim(out_dir: Path, cfg: Config, source: Path | str, roles: list[Path]) -> None:
@@ -117,8 +119,9 @@ def claim(out_dir: Path, cfg: Config, source: Path | str, roles: list[Path]) -> 
         recorded = json.loads(manifest.read_text()) if manifest.is_file() else None
     except (OSError, ValueError):
         recorded = {}  # unreadable: not a record of these settings
-    legacy = json.loads(json.dumps(finetune_key(cfg, source, _legacy_data_identity(source))))
-    if (recorded is None and not any(p.exists() for p in roles)) or recorded == legacy:
+    legacy = _legacy_data_identity(source)
+    if (recorded is None and not any(p.exists() for p in roles)) or \
+            (legacy and recorded == json.loads(json.dumps(finetune_key(cfg, source, legacy)))):
         atomic_write_text(manifest, json.dumps(key, indent=2))
     elif recorded != key:
         what = "models without a record of what they were trained from" if recorded is None else \
@@ -133,19 +136,21 @@ def _data_identity(source: Path | str) -> dict:
     return data_identity(source, leave_out=HOLDOUT_PREFIX)
 
 
-def _legacy_data_identity(source: Path | str) -> dict:
-    """The data key of releases before 2026-12-05: a local folder's resolved path and its files' sizes and times
-    (holdout files left out), a hub dataset's id (without the revision its snapshot now adds)."""
+def _legacy_data_identity(source: Path | str) -> dict | None:
+    """The data key of releases before 2026-12-05 for a local folder: its resolved path and its files' sizes and
+    times (holdout files left out). None for a hub dataset: its earlier key, the id alone, says nothing of which
+    revision the models learned, so they are not taken for the cached revision's."""
     identity = model_identity(source)
-    if "files" in identity:
-        identity["files"] = [f for f in identity["files"] if not f[0].startswith(HOLDOUT_PREFIX)]
+    if "files" not in identity:
+        return None
+    identity["files"] = [f for f in identity["files"] if not f[0].startswith(HOLDOUT_PREFIX)]
     return identity
 
 
-def _take_over(folder: Path, legacy: Path) -> Path:
+def _take_over(folder: Path, legacy: Path | None) -> Path:
     """``folder``; when it does not exist but ``legacy`` (the folder of the earlier key of the same, unchanged files)
     does, that folder renamed to it first."""
-    if folder.exists() or not legacy.is_dir():
+    if folder.exists() or legacy is None or not legacy.is_dir():
         return folder
     try:
         legacy.rename(folder)
