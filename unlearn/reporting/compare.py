@@ -34,7 +34,7 @@ from unlearn.reporting.plots import save_png, trajectory_figure
 from unlearn.reporting.robustness import robustness_figure, robustness_notes, robustness_table
 from unlearn.reporting.runs import (TOFU, MixedBenchmarksError, NotARunError, best_within_utility, common_benchmark,
                                     forget_split_of, load_run, models_of, run_benchmark, selected_epoch)
-from unlearn.reporting.stats import describe, finite, format_stat, mean_history, mean_sd, seed_groups
+from unlearn.reporting.stats import format_stat, mean_history, mean_sd, seed_groups
 
 # Reading runs (unlearn.reporting.runs) is part of this module's interface: the sweep and the tests use it from here.
 __all__ = ["UTILITY_FLOOR", "MixedBenchmarksError", "NotARunError", "best_within_utility", "common_benchmark",
@@ -109,7 +109,8 @@ def group_row(name: str, summaries: list[dict], floor: float = UTILITY_FLOOR) ->
     bests = [best_within_utility(e["history"], floor, keys) for e in evaluations]
     stopped = sum(e.get("stopped_epoch") is not None for e in evaluations)
     missing = sum(b is None for b in bests)
-    row = {"run": f"{name} (n={len(summaries)})", "method": summaries[0]["loss"], "forget split": forget_split_of(summaries[0]),
+    row = {"run": f"{name} (n={len(summaries)})", "method": summaries[0]["loss"],
+           "forget split": forget_split_of(summaries[0]),
            **{m.title: measure(m, records) for m in (shown.forget, *shown.before, *shown.after)}}
     row[_utility_column(shown)] = f"{measure(shown.utility, records)} ({cell((r for _, r in chosen), '.2f')}×)"
     row.update({"selected epoch": cell((e["selected_epoch"] for e in evaluations), ".1f"),
@@ -145,8 +146,8 @@ def reference_rows(summaries: list[dict]) -> list[dict[str, str]]:
 def counted(values: list, digits: str) -> str:
     """Mean ± sd of ``values`` (one per run or model), `` (n=k)`` after it when only k of them have a number (a
     measure added after some runs finished), so a mean over fewer is not read as one over all."""
-    k = len(finite(values))
-    return format_stat(describe(values), digits, ci=False) + (f" (n={k})" if 0 < k < len(values) else "")
+    mean, sd, k = mean_sd(values)
+    return format_stat({"mean": mean, "sd": sd}, digits, ci=False) + (f" (n={k})" if 0 < k < len(values) else "")
 
 
 def comparison_table(runs: dict[str, dict | list[dict]], floor: float = UTILITY_FLOOR) -> str:

@@ -74,8 +74,8 @@ def scratch_model_dir(cfg: Config, source: Path | str) -> Path:
     name = _folder_name(source) or "data"
     folder = model_cache_dir(cfg, f"scratch-{name}", {"data": data_identity(source),
                                                       "format": cfg.model.prompt_format})
-    found = sorted(folder.parent.glob(f"scratch-*-{folder.name.rsplit('-', 1)[1]}"))
-    if found and not folder.exists():
+    found = [folder] if folder.exists() else sorted(folder.parent.glob(f"scratch-*-{folder.name.rsplit('-', 1)[1]}"))
+    if found:
         return found[0]
     legacy = _legacy_data_identity(source)
     return _take_over(folder, legacy and model_cache_dir(cfg, f"scratch-{name}", {
@@ -98,11 +98,12 @@ def finetune_key(cfg: Config, source: Path | str, data: dict | None = None) -> d
 
 def finetuned_model_dir(cfg: Config, source: Path | str) -> Path:
     """Cache folder of the models fine-tuned from ``cfg.model.path``; never a built-in model's folder."""
-    name = _folder_name(cfg.model.path) or "model"
-    models = Path(cfg.run.cache_dir).expanduser() / "models"
+    models, name = Path(cfg.run.cache_dir).expanduser() / "models", _folder_name(cfg.model.path) or "model"
+    folder = models / f"finetuned-{name}-{short_hash(finetune_key(cfg, source))}"
+    if folder.exists():
+        return folder
     legacy = _legacy_data_identity(source)
-    return _take_over(models / f"finetuned-{name}-{short_hash(finetune_key(cfg, source))}",
-                      legacy and models / f"finetuned-{name}-{short_hash(finetune_key(cfg, source, legacy))}")
+    return _take_over(folder, legacy and models / f"finetuned-{name}-{short_hash(finetune_key(cfg, source, legacy))}")
 
 
 def claim(out_dir: Path, cfg: Config, source: Path | str, roles: list[Path]) -> None:
@@ -119,11 +120,13 @@ def claim(out_dir: Path, cfg: Config, source: Path | str, roles: list[Path]) -> 
         recorded = json.loads(manifest.read_text()) if manifest.is_file() else None
     except (OSError, ValueError):
         recorded = {}  # unreadable: not a record of these settings
-    legacy = _legacy_data_identity(source)
+    if recorded == key:
+        return
+    legacy = _legacy_data_identity(source) if recorded else None
     if (recorded is None and not any(p.exists() for p in roles)) or \
             (legacy and recorded == json.loads(json.dumps(finetune_key(cfg, source, legacy)))):
         atomic_write_text(manifest, json.dumps(key, indent=2))
-    elif recorded != key:
+    else:
         what = "models without a record of what they were trained from" if recorded is None else \
             "models trained from another model, data or settings"
         raise RunFolderError(f"{out_dir} already holds {what} ({MANIFEST}); they are neither reused nor replaced. "
@@ -148,9 +151,9 @@ def _legacy_data_identity(source: Path | str) -> dict | None:
 
 
 def _take_over(folder: Path, legacy: Path | None) -> Path:
-    """``folder``; when it does not exist but ``legacy`` (the folder of the earlier key of the same, unchanged files)
-    does, that folder renamed to it first."""
-    if folder.exists() or legacy is None or not legacy.is_dir():
+    """``folder`` (which does not exist yet); when ``legacy`` (the folder of the earlier key of the same, unchanged
+    files) does, that folder renamed to it first."""
+    if legacy is None or not legacy.is_dir():
         return folder
     try:
         legacy.rename(folder)
